@@ -1,0 +1,41 @@
+# The two commands of the README: `make demo` and `make test`. Both set up .venv first (idempotent).
+SHELL := /bin/bash
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test check-sync notebooks pytest export clean-nbs bench tokenizer
+
+setup: $(STAMP)
+
+$(STAMP): settings.ini setup.py .ci/constraints.txt
+	@command -v $(PY) >/dev/null || { echo "error: $(PY) not found (set PY=python3.x)"; exit 1; }
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c .ci/constraints.txt torch
+	$(BIN)/python -m pip install -q -c .ci/constraints.txt -e ".[dev]"
+	$(BIN)/python -m pip check
+	@touch $(STAMP)
+
+demo: setup
+	$(BIN)/lllite-demo
+
+# CI: notebooks clean and in sync with the package, then every notebook and every test under pytest.
+test: setup check-sync
+	$(BIN)/python -m pytest tests -p no:cacheprovider
+
+check-sync: setup
+	PATH=$(abspath $(BIN)):$$PATH bash .ci/check_sync.sh
+
+export: setup
+	$(BIN)/nbdev_clean && $(BIN)/nbdev_export
+
+bench: setup
+	$(BIN)/python benchmarks/bench_module.py
+
+# Rebuild the tiny tokenizer shipped in lllite_nb/assets/tiny_clip from CLIP's merges file (needs PyPI).
+tokenizer: setup
+	mkdir -p build && $(BIN)/python -m pip download -q --no-deps -d build open_clip_torch==3.3.0
+	cd build && unzip -o -q -j open_clip_torch-3.3.0-py3-none-any.whl 'open_clip/bpe_simple_vocab_16e6.txt.gz'
+	$(BIN)/python -c "from lllite_nb.models import make_tiny_tokenizer_files as f; print(f('build/bpe_simple_vocab_16e6.txt.gz'))"
