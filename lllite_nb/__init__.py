@@ -6,5 +6,5 @@ __version__ = "0.1.0"
 # %% auto #0
 __all__ = []
 
-# %% ../nbs/index.ipynb #3be9fb3f
+# %% ../nbs/index.ipynb #64c76b67
 from .models import *
