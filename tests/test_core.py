@@ -300,3 +300,94 @@ def test_load_state_dict_lists_mismatches():
     many = {f"x{i}": torch.zeros(1) for i in range(10)}
     with pytest.raises(LLLiteStateDictError, match=r"10 unexpected keys \(x0, x1, x2, \.\.\.\)"): net.load_state_dict({**sd, **many})
     net.load_state_dict(sd)
+
+
+# --- weight files ------------------------------------------------------------------------------------------------
+
+from safetensors import safe_open
+from safetensors.torch import save_file
+from lllite_nb.weights import LLLITE_ARCH, LLLiteFileError, detect_dims, save_weights
+
+@pytest.fixture(scope="module")
+def tiny_net():
+    unet = tiny_unet()
+    return unet, randomize_(ControlNetLLLite(unet, cond_emb_dim=7, network_dim=5), seed=3)
+
+def test_round_trip_fp32_exact_and_fp16_cast(tiny_net, tmp_path):
+    unet, net = tiny_net
+    net.save(tmp_path / "a.safetensors", dtype=torch.float32)
+    back = ControlNetLLLite.from_file(unet, tmp_path / "a.safetensors")
+    assert (back.cond_emb_dim, back.network_dim) == (7, 5) # odd c: kohya's 2*conditioning1.0 rule would say 6
+    sd, bsd = net.state_dict(), back.state_dict()
+    assert list(bsd) == list(sd) and all(torch.equal(bsd[k], sd[k]) for k in sd)
+    net.save(tmp_path / "b.safetensors")
+    with safe_open(tmp_path / "b.safetensors", "pt") as f:
+        assert all(f.get_tensor(k).dtype == torch.float16 for k in f.keys())
+        assert all(torch.equal(f.get_tensor(k), sd[k].half()) for k in f.keys())
+    b16 = ControlNetLLLite.from_file(unet, tmp_path / "b.safetensors").state_dict()
+    assert all(torch.equal(b16[k], sd[k].half().float()) for k in sd)
+
+def test_metadata(tiny_net, tmp_path):
+    _, net = tiny_net
+    net.save(tmp_path / "m.safetensors", metadata={"modelspec.title": "edges", "modelspec.resolution": "512x512",
+                                                   "lllite.network_dim": "999", "steps": 10})
+    with safe_open(tmp_path / "m.safetensors", "pt") as f: meta = f.metadata()
+    assert meta["modelspec.architecture"] == LLLITE_ARCH == "stable-diffusion-xl-v1-base/control-net-lllite"
+    assert meta["modelspec.sai_model_spec"] == "1.0.1"
+    assert meta["modelspec.implementation"] == "https://github.com/Stability-AI/generative-models"
+    assert (meta["modelspec.title"], meta["modelspec.resolution"], meta["modelspec.prediction_type"]) == ("edges", "512x512", "epsilon")
+    assert meta["modelspec.date"][:2] == "20" and "T" in meta["modelspec.date"]
+    assert (meta["lllite.cond_emb_dim"], meta["lllite.network_dim"], meta["lllite.num_modules"]) == ("7", "5", "40")
+    assert json.loads(meta["lllite.targets"]) == [m.target_name for m in net.lllite_modules.values()]
+    assert meta["steps"] == "10"
+
+def test_save_is_atomic(tiny_net, tmp_path, monkeypatch):
+    _, net = tiny_net
+    path = tmp_path / "w.safetensors"
+    path.write_bytes(b"old contents")
+    def boom(sd, fn, metadata=None):
+        Path(fn).write_bytes(b"half a fi"); raise OSError("disk full")
+    monkeypatch.setattr("lllite_nb.weights.save_file", boom)
+    with pytest.raises(OSError, match="disk full"): net.save(path)
+    assert path.read_bytes() == b"old contents"
+    assert [p.name for p in tmp_path.iterdir()] == ["w.safetensors"]
+
+def test_from_file_real_sdxl_shapes_on_meta(meta_net, ref, tmp_path):
+    "A c32/m64 file for real SDXL: dims detected, loaded strictly on a meta-device UNet."
+    meta_net.save(tmp_path / "sdxl.safetensors")
+    assert (tmp_path / "sdxl.safetensors").stat().st_size > ref["bytes_fp16"]
+    back = ControlNetLLLite.from_file(build_meta_unet(sdxl_unet_config()), tmp_path / "sdxl.safetensors")
+    assert (back.cond_emb_dim, back.network_dim) == (32, 64)
+    assert {k: list(v.shape) for k, v in back.state_dict().items()} == {r["key"]: r["shape"] for r in ref["keys"]}
+
+def test_from_file_refuses_bad_files(tiny_net, tmp_path):
+    unet, net = tiny_net
+    with pytest.raises(FileNotFoundError, match="missing.safetensors"):
+        ControlNetLLLite.from_file(unet, tmp_path / "missing.safetensors")
+    save_file({"lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight": torch.zeros(4, 320),
+               "lora_unet_down_blocks_0_attentions_0_proj_in.lora_up.weight": torch.zeros(320, 4)}, tmp_path / "lora.safetensors")
+    with pytest.raises(LLLiteFileError, match=r"lora.safetensors is not a ControlNet-LLLite file.*lora_unet_down"):
+        ControlNetLLLite.from_file(unet, tmp_path / "lora.safetensors")
+    net.save(tmp_path / "ok.safetensors")
+    data = (tmp_path / "ok.safetensors").read_bytes()
+    for name, blob in [("cut.safetensors", data[: len(data) // 2]), ("head.safetensors", data[:5]), ("empty.safetensors", b"")]:
+        (tmp_path / name).write_bytes(blob)
+        with pytest.raises(LLLiteFileError, match=name + " is not a readable safetensors file"):
+            ControlNetLLLite.from_file(unet, tmp_path / name)
+    sd = net.state_dict()
+    drop = {k: v for k, v in sd.items() if not k.startswith("lllite_unet_middle_block_1_transformer_blocks_1_attn2_to_q.")}
+    save_file(drop, tmp_path / "drop.safetensors")
+    with pytest.raises(LLLiteStateDictError, match=r"drop.safetensors: .*12 missing keys \(lllite_unet_middle_block_1_transformer_blocks_1_attn2_to_q"):
+        ControlNetLLLite.from_file(unet, tmp_path / "drop.safetensors")
+    other = ControlNetLLLite(tiny_unet(), cond_emb_dim=8, network_dim=5) # another c is detected, not assumed
+    save_file(dict(other.state_dict()), tmp_path / "c8.safetensors")
+    assert ControlNetLLLite.from_file(unet, tmp_path / "c8.safetensors").cond_emb_dim == 8
+    bad_conv = dict(sd); k = "lllite_unet_input_blocks_4_1_transformer_blocks_0_attn1_to_q.conditioning1.0.weight"
+    bad_conv[k] = torch.zeros(4, 3, 4, 4) # c//2 should be 3 for c=7
+    save_file(bad_conv, tmp_path / "badconv.safetensors")
+    with pytest.raises(LLLiteStateDictError, match=r"1 wrongly shaped keys \(" + k + r" \[4, 3, 4, 4\] \(expected \[3, 3, 4, 4\]\)"):
+        ControlNetLLLite.from_file(unet, tmp_path / "badconv.safetensors")
+
+def test_detect_dims_inconsistent():
+    sd = {"lllite_unet_a.mid.0.weight": torch.zeros(4, 12), "lllite_unet_b.mid.0.weight": torch.zeros(4, 10)}
+    with pytest.raises(LLLiteFileError, match="inconsistent"): detect_dims(sd, "x.safetensors")
