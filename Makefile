@@ -39,3 +39,8 @@ tokenizer: setup
 	mkdir -p build && $(BIN)/python -m pip download -q --no-deps -d build open_clip_torch==3.3.0
 	cd build && unzip -o -q -j open_clip_torch-3.3.0-py3-none-any.whl 'open_clip/bpe_simple_vocab_16e6.txt.gz'
 	$(BIN)/python -c "from lllite_nb.models import make_tiny_tokenizer_files as f; print(f('build/bpe_simple_vocab_16e6.txt.gz'))"
+
+# The sample dataset (data_samples/): 40 train + 6 held-out shapes pictures with Canny guides, made by lllite_nb.data.
+.PHONY: data-samples
+data-samples: setup
+	$(BIN)/python -c "from lllite_nb.data import make_data_samples; make_data_samples('data_samples')"
