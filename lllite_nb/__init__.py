@@ -8,3 +8,7 @@ __all__ = []
 
 # %% ../nbs/index.ipynb #64c76b67
 from .models import *
+from .module import *
+from .inject import *
+from .weights import *
+from .data import *
