@@ -108,7 +108,7 @@ class ControlNetLLLite(nn.Module):
                  dropout: float = 0.0, # dropout between mid and up, in training mode only
                  multiplier: float = 1.0): # strength of the control; 0 switches it off exactly
         super().__init__()
-        self.cond_emb_dim, self.network_dim, self.multiplier = cond_emb_dim, network_dim, multiplier
+        self.cond_emb_dim, self.network_dim, self._multiplier = cond_emb_dim, network_dim, multiplier
         for t in lllite_targets(unet):
             m = LLLiteModule(t.layer, t.depth, cond_emb_dim, network_dim, dropout, multiplier)
             m.lllite_name, m.target_name = t.lllite_name, t.diffusers_path
@@ -140,9 +140,14 @@ class ControlNetLLLite(nn.Module):
         for m in self.lllite_modules.values(): m._embed(img) if img is not None else m.set_cond_image(None)
 
     def set_multiplier(self, s: float): # residual scale for every module; 0 is an exact passthrough
-        "Set the multiplier of every module."
-        self.multiplier = s
+        "Set the multiplier of every module (also `net.multiplier = s`)."
+        self._multiplier = s
         for m in self.lllite_modules.values(): m.multiplier = s
+
+    @property
+    def multiplier(self) -> float: return self._multiplier
+    @multiplier.setter
+    def multiplier(self, s: float): self.set_multiplier(s)
 
     def load_state_dict(self, sd: dict, strict: bool = True, assign: bool = False):
         "Load kohya-keyed weights; mismatches raise LLLiteStateDictError listing keys (wrong shapes even if not strict)."

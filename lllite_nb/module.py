@@ -19,10 +19,9 @@ def conditioning_stack(depth: int, # 1, 2 or 3: the grid is the image downsample
                       ) -> nn.Sequential:
     "kohya's `conditioning1`: strided convs from a (B,3,H,W) image to a (B,c,H/stride,W/stride) grid."
     c, h = cond_emb_dim, cond_emb_dim // 2
-    if depth == 1: layers = [nn.Conv2d(3, h, 4, 4), nn.ReLU(inplace=True), nn.Conv2d(h, c, 2, 2)]
-    elif depth == 2: layers = [nn.Conv2d(3, h, 4, 4), nn.ReLU(inplace=True), nn.Conv2d(h, c, 4, 4)]
-    elif depth == 3: layers = [nn.Conv2d(3, h, 4, 4), nn.ReLU(inplace=True), nn.Conv2d(h, h, 4, 4),
-                               nn.ReLU(inplace=True), nn.Conv2d(h, c, 2, 2)]
+    if depth == 1: layers = [nn.Conv2d(3, h, 4, 4), nn.ReLU(), nn.Conv2d(h, c, 2, 2)]
+    elif depth == 2: layers = [nn.Conv2d(3, h, 4, 4), nn.ReLU(), nn.Conv2d(h, c, 4, 4)]
+    elif depth == 3: layers = [nn.Conv2d(3, h, 4, 4), nn.ReLU(), nn.Conv2d(h, h, 4, 4), nn.ReLU(), nn.Conv2d(h, c, 2, 2)]
     else: raise ValueError(f"LLLite depth must be 1, 2 or 3, got {depth!r}")
     return nn.Sequential(*layers)
 
@@ -69,8 +68,8 @@ class LLLiteModule(nn.Module):
         self.depth, self.cond_emb_dim, self.network_dim = depth, c, m
         self.dropout, self.multiplier = float(dropout or 0.0), multiplier
         self.conditioning1 = conditioning_stack(depth, c)
-        self.down = nn.Sequential(nn.Linear(d, m), nn.ReLU(inplace=True))
-        self.mid = nn.Sequential(nn.Linear(m + c, m), nn.ReLU(inplace=True))
+        self.down = nn.Sequential(nn.Linear(d, m), nn.ReLU())
+        self.mid = nn.Sequential(nn.Linear(m + c, m), nn.ReLU())
         self.up = nn.Sequential(nn.Linear(m, d))
         nn.init.zeros_(self.up[0].weight); nn.init.zeros_(self.up[0].bias) # exact identity at init
         self.cond_emb = self.cond_grid = self.cond_size = None # cached (B, h*w, c) tokens, (h, w), image (H, W)
@@ -104,11 +103,12 @@ class LLLiteModule(nn.Module):
     def residual(self, x: torch.Tensor) -> torch.Tensor | None: # x: (N, T, d) input tokens of the wrapped layer
         "`multiplier * up(dropout(mid([E; down(x)])))` in x's dtype, or None when control is off."
         if self.multiplier == 0 or self.cond_emb is None: return None
-        e = self._tokens_for(x)
-        h = self.down(x.to(self.down[0].weight.dtype))
-        h = self.mid(torch.cat([e.to(h.dtype), h], dim=-1)) # conditioning first: mid.0.weight[:, :c] acts on E
+        e, (down, mid, up) = self._tokens_for(x), (self.down[0], self.mid[0], self.up[0])
+        h = F.relu(F.linear(x.to(down.weight.dtype), down.weight, down.bias)) # = self.down(x), minus module-call overhead
+        h = F.relu(F.linear(torch.cat([e.to(h.dtype), h], dim=-1), mid.weight, mid.bias)) # conditioning first
         if self.training and self.dropout > 0: h = F.dropout(h, p=self.dropout)
-        return (self.up(h) * self.multiplier).to(x.dtype)
+        r = F.linear(h, up.weight, up.bias)
+        return (r if self.multiplier == 1 else r * self.multiplier).to(x.dtype) # r * 1.0 == r: skip the pass
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         "The wrapped layer applied to `x + residual(x)`; exactly `org(x)` when control is off."

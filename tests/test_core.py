@@ -219,6 +219,8 @@ def test_apply_restore_bit_identical():
     assert not torch.equal(run_unet(unet, inputs), base)
     net.set_multiplier(0.0)
     assert torch.equal(run_unet(unet, inputs), base)
+    net.multiplier = 0.5
+    assert {m.multiplier for m in net.lllite_modules.values()} == {0.5}
     net.set_multiplier(1.0)
     net.restore(); net.restore()
     assert torch.equal(run_unet(unet, inputs), base)
