@@ -12,3 +12,6 @@ from .module import *
 from .inject import *
 from .weights import *
 from .data import *
+from .train import *
+from .inference import *
+from .widgets import *
