@@ -15,6 +15,8 @@ import torch
 from PIL import Image, ImageDraw
 from tqdm.auto import tqdm
 
+from .weights import atomic_write
+
 try: import tomllib
 except ModuleNotFoundError: tomllib = None  # Python 3.10: `read_dataset_config` asks for `pip install tomli`
 
@@ -181,14 +183,6 @@ def draw_shapes_sample(rng: np.random.Generator, # the only source of randomness
     return render_shapes(meta, colours), shapes_caption(meta), meta
 
 # %% ../nbs/03_data.ipynb #f6e166dd
-def _save_atomic(path: Path, write):
-    "Call `write(tmp_path)`, then rename the temporary file to `path`."
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
-    try: write(tmp); os.replace(tmp, path)
-    finally:
-        if tmp.exists(): tmp.unlink()
-
 def write_pairs(out_dir: str | Path, # folder to create (or empty)
                 pairs, # iterable of (image, conditioning image, caption)
                 n: int | None = None, # number of pairs, for the progress bar
@@ -203,12 +197,12 @@ def write_pairs(out_dir: str | Path, # folder to create (or empty)
     rows = []
     for i, (img, cond, caption) in enumerate(tqdm(pairs, total=n, desc=desc)):
         name = f'{i:04d}'
-        _save_atomic(out / 'images' / f'{name}.png', lambda p: to_rgb(img).save(p, format='PNG'))
-        _save_atomic(out / 'images' / f'{name}.txt', lambda p: p.write_text(caption + '\n', encoding='utf-8'))
-        _save_atomic(out / 'conditioning' / f'{name}.png', lambda p: to_rgb(cond).save(p, format='PNG'))
+        atomic_write(out / 'images' / f'{name}.png', lambda p: to_rgb(img).save(p, format='PNG'))
+        atomic_write(out / 'images' / f'{name}.txt', lambda p: p.write_text(caption + '\n', encoding='utf-8'))
+        atomic_write(out / 'conditioning' / f'{name}.png', lambda p: to_rgb(cond).save(p, format='PNG'))
         rows.append(dict(file_name=f'images/{name}.png', conditioning_image_file_name=f'conditioning/{name}.png', text=caption))
     if not rows: raise ValueError("no pairs to write")
-    _save_atomic(out / 'metadata.jsonl', lambda p: p.write_text(''.join(json.dumps(r) + '\n' for r in rows), encoding='utf-8'))
+    atomic_write(out / 'metadata.jsonl', lambda p: p.write_text(''.join(json.dumps(r) + '\n' for r in rows), encoding='utf-8'))
     return out
 
 # %% ../nbs/03_data.ipynb #4590ae09
@@ -224,7 +218,7 @@ def write_dataset_toml(path: str | Path, # the .toml file to write
             f"  [[datasets.subsets]]\n  image_dir = {json.dumps(str(image_dir))}\n"
             f"  conditioning_data_dir = {json.dumps(str(conditioning_data_dir))}\n"
             f"  caption_extension = {json.dumps(caption_extension)}\n  num_repeats = {num_repeats}\n")
-    _save_atomic(Path(path), lambda p: p.write_text(text, encoding='utf-8'))
+    atomic_write(Path(path), lambda p: p.write_text(text, encoding='utf-8'))
     return Path(path)
 
 # %% ../nbs/03_data.ipynb #aa6758a8

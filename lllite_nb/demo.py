@@ -16,6 +16,7 @@ from .data import SubsetConfig, pair_subset
 from .inference import LLLitePipeline
 from .models import load_pipeline
 from .train import TrainConfig, TrainResult, train
+from .weights import atomic_write
 
 # %% auto #0
 __all__ = ['HEADER', 'DemoConfig', 'train_demo_network', 'holdout_pairs', 'without_and_with', 'difference', 'comparison_row',
@@ -101,11 +102,7 @@ def stack_rows(rows: list) -> Image.Image: # images of equal width
 # %% ../nbs/05a_demo.ipynb #230de9c4
 def _say(t0, msg): print(f"[lllite-demo {time.perf_counter() - t0:6.1f}s] {msg}", flush=True)
 
-def _save(img: Image.Image, path: Path) -> Path:
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=path.parent); os.close(fd)
-    try: img.save(tmp, format="PNG"); os.replace(tmp, path)
-    finally: Path(tmp).unlink(missing_ok=True)
-    return path
+def _save(img: Image.Image, path: Path) -> Path: return atomic_write(path, lambda tmp: img.save(tmp, format="PNG"))
 
 def run_demo(cfg: DemoConfig = DemoConfig()) -> Path:
     "Train, compare on the held-out guides, write the pictures to `cfg.outdir`; returns the overview's path."

@@ -19,6 +19,7 @@ from PIL import Image, PngImagePlugin, UnidentifiedImageError
 from .data import IMAGE_EXTENSIONS, PREPROCESSORS, image_to_tensor
 from .inject import ControlNetLLLite
 from .models import load_pipeline
+from .weights import atomic_write
 
 # %% auto #0
 __all__ = ['control_schedule', 'kohya_ratio_to_end', 'prepare_guide', 'match_guide_batch', 'count_steps', 'pipeline_guides',
@@ -251,12 +252,7 @@ def save_png(img: Image.Image, path: str | os.PathLike, info: dict) -> Path:
     "Write `img` to `path` atomically, with `info` as 'parameters' text and as JSON."
     meta = PngImagePlugin.PngInfo()
     meta.add_text("parameters", png_parameters(info)); meta.add_text("lllite_nb", json.dumps(info))
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=path.parent); os.close(fd)
-    try: img.save(tmp, format="PNG", pnginfo=meta); os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp): os.remove(tmp)
-    return path
+    return atomic_write(path, lambda tmp: img.save(tmp, format="PNG", pnginfo=meta))
 
 def read_png_parameters(path: str | os.PathLike) -> tuple[str, dict]: # a PNG written by `save_png`
     "The 'parameters' text and the JSON settings of a generated PNG."

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from .data import load_train_dataset, make_dataloader, tensor_to_image
 from .inject import ControlNetLLLite
 from .models import load_pipeline
+from .weights import atomic_write
 
 # %% auto #0
 __all__ = ['STATE_FILES', 'TrainConfig', 'TrainConfigError', 'check_config', 'encode_text', 'sdxl_time_ids', 'encode_latents',
@@ -247,19 +248,11 @@ def batch_features(batch: dict, # from the data loader
     return lat, emb, pooled
 
 # %% ../nbs/04_train.ipynb #1f2d9c97
-def _atomic(path: Path, write):
-    "Call `write(tmp)` on a temporary path beside `path`, then rename it to `path`."
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"); os.close(fd)
-    try: write(tmp); os.replace(tmp, path)
-    finally: Path(tmp).unlink(missing_ok=True)
-    return path
-
 def save_cache(cache: dict, path: str | os.PathLike, fingerprint: str) -> Path:
     "Write a cache from `build_cache` as one safetensors file, atomically."
     from safetensors.torch import save_file
     sd = {f"{k}.{r}": v.contiguous() for k, d in cache.items() for r, v in d.items()}
-    return _atomic(Path(path), lambda tmp: save_file(sd, tmp, metadata={"fingerprint": fingerprint}))
+    return atomic_write(path, lambda tmp: save_file(sd, tmp, metadata={"fingerprint": fingerprint}))
 
 def load_cache(path: str | os.PathLike, fingerprint: str) -> dict | None:
     "The cache stored at `path`, or None if it is missing or was made for another fingerprint."
@@ -396,7 +389,7 @@ def render_samples(pipe, # the pipeline whose UNet the network is applied to
     grid = Image.new("RGB", (max(g.width + o.width for g, o in rows), sum(o.height for _, o in rows)))
     y = 0
     for g, o in rows: grid.paste(g, (0, y)); grid.paste(o, (g.width, y)); y += o.height
-    return _atomic(Path(path), lambda tmp: grid.save(tmp, format="PNG"))
+    return atomic_write(path, lambda tmp: grid.save(tmp, format="PNG"))
 
 # %% ../nbs/04_train.ipynb #8fab8fdc
 def save_loss_plot(losses: list, # loss per optimizer step
@@ -409,7 +402,7 @@ def save_loss_plot(losses: list, # loss per optimizer step
     k = max(1, len(losses) // 20)
     if len(losses) > k: ax.plot(x[k - 1:], np.convolve(losses, np.ones(k) / k, "valid"), label=f"mean of {k}")
     ax.set_xlabel("step"); ax.set_ylabel("MSE loss"); ax.legend(); fig.tight_layout()
-    return _atomic(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=80))
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=80))
 
 # %% ../nbs/04_train.ipynb #82c5826b
 @dataclass

@@ -13,7 +13,8 @@ from safetensors.torch import save_file
 from .inject import ControlNetLLLite, LLLiteStateDictError
 
 # %% auto #0
-__all__ = ['LLLITE_ARCH', 'lllite_metadata', 'save_weights', 'LLLiteFileError', 'read_weights', 'detect_dims', 'load_network']
+__all__ = ['LLLITE_ARCH', 'lllite_metadata', 'atomic_write', 'save_weights', 'LLLiteFileError', 'read_weights', 'detect_dims',
+           'load_network']
 
 # %% ../nbs/02_weights.ipynb #b0029e08
 LLLITE_ARCH = "stable-diffusion-xl-v1-base/control-net-lllite" # modelspec.architecture of an LLLite file
@@ -33,24 +34,29 @@ def lllite_metadata(net: ControlNetLLLite, # the network being saved
             "lllite.num_modules": str(len(mods)), "lllite.targets": json.dumps([m.target_name for m in mods])}
 
 # %% ../nbs/02_weights.ipynb #41a8fb94
+def atomic_write(path: str | os.PathLike, # the file to create or replace
+                 write) -> Path: # called with a temporary Path beside `path`; writes the whole file there
+    "Write a file all or nothing: `write(tmp)` beside `path`, then rename it over `path`."
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"); os.close(fd)
+    try:
+        write(Path(tmp))
+        umask = os.umask(0); os.umask(umask); os.chmod(tmp, 0o666 & ~umask) # mkstemp makes it 0600
+        os.replace(tmp, path)
+    finally: Path(tmp).unlink(missing_ok=True)
+    return path
+
 def save_weights(net: ControlNetLLLite, # the network to save
                  path: str | os.PathLike, # the .safetensors file to write
                  dtype: torch.dtype | None = torch.float16, # dtype on disk; None keeps the parameters' dtype
                  metadata: dict | None = None) -> Path: # extra or overriding metadata, e.g. {"modelspec.title": ...}
     "Write `net` as a kohya-format safetensors file, atomically (temp file + os.replace)."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    path = Path(path)
     sd = {k: v.detach().to("cpu", dtype or v.dtype).contiguous() for k, v in net.state_dict().items()}
     meta = lllite_metadata(net, title=path.stem)
     meta.update({k: v if isinstance(v, str) else str(v) for k, v in (metadata or {}).items()})
     meta.update({k: v for k, v in lllite_metadata(net).items() if k.startswith("lllite.")})
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"); os.close(fd)
-    try:
-        save_file(sd, tmp, metadata=meta)
-        umask = os.umask(0); os.umask(umask); os.chmod(tmp, 0o666 & ~umask) # mkstemp makes it 0600
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True); raise
-    return path
+    return atomic_write(path, lambda tmp: save_file(sd, str(tmp), metadata=meta))
 
 # %% ../nbs/02_weights.ipynb #2127257a
 class LLLiteFileError(ValueError):
