@@ -6,7 +6,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NBS = sorted(p.name for p in (ROOT / "nbs").glob("*.ipynb") if not p.name.startswith("_"))
-TIMEOUT = int(os.environ.get("LLLITE_NB_TIMEOUT", "300"))
+TIMEOUT = int(os.environ.get("LLLITE_NB_TIMEOUT", "600"))
 
 
 @pytest.mark.parametrize("nb", NBS)
