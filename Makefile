@@ -22,8 +22,9 @@ demo: setup
 	$(BIN)/lllite-demo
 
 # CI: notebooks clean and in sync with the package, then every notebook and every test under pytest.
+# One torch thread: the tiny models' ops are too small to gain from more, and it keeps runs steady on a busy box.
 test: setup check-sync
-	$(BIN)/python -m pytest tests -p no:cacheprovider
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/python -m pytest tests -p no:cacheprovider
 
 check-sync: setup
 	PATH=$(abspath $(BIN)):$$PATH bash .ci/check_sync.sh
