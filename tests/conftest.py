@@ -17,5 +17,7 @@ def root() -> Path:
 def reference_dir() -> Path:
     "kohya's reference data: ../shared/reference beside the checkout (CI copies shared/ there)."
     d = ROOT.parent / "shared" / "reference"
-    if not d.is_dir(): pytest.skip(f"reference data not found at {d}")
+    if not d.is_dir():
+        if os.environ.get("CI"): pytest.fail(f"reference data not found at {d}")  # CI always has shared/
+        pytest.skip(f"reference data not found at {d}")
     return d
