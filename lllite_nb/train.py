@@ -71,6 +71,8 @@ class TrainConfig:
     lr_warmup_steps: int = 0 # steps of linear warm-up (not with "constant")
     max_grad_norm: float = 1.0 # gradient clipping; 0 switches it off
     noise_offset: float | None = None # adds offset * randn(B, C, 1, 1) to the noise
+    min_timestep: int | None = None # training timesteps are drawn from [min_timestep, max_timestep); None: 0
+    max_timestep: int | None = None # ...None: 1000 (kohya's flags; a high minimum favours composition)
     min_snr_gamma: float | None = None # Min-SNR loss weighting (5 is common)
     v_parameterization: bool = False # predict velocity instead of noise
     save_every_n_steps: int | None = None # checkpoint <name>-step{N:08d}.safetensors every N steps
@@ -110,6 +112,8 @@ def _config_problems(cfg: TrainConfig) -> list:
     if cfg.network_weights and cfg.resume: p.append("--resume restores the weights; drop --network_weights")
     if cfg.sample_every_n_steps and not cfg.sample_prompts: p.append("--sample_every_n_steps needs --sample_prompts")
     if (cfg.cache_latents or cfg.cache_latents_to_disk) and cfg.flip_aug: p.append("--cache_latents cannot be used with --flip_aug (a flipped picture has other latents)")
+    if not 0 <= (cfg.min_timestep or 0) < (1000 if cfg.max_timestep is None else cfg.max_timestep) <= 1000:
+        p.append(f"--min_timestep {cfg.min_timestep} and --max_timestep {cfg.max_timestep} must satisfy 0 <= min < max <= 1000")
     if (cfg.noise_offset or 0) < 0 or (cfg.min_snr_gamma is not None and cfg.min_snr_gamma <= 0): p.append("--noise_offset must be >= 0 and --min_snr_gamma > 0")
     return p
 
@@ -160,12 +164,14 @@ def noise_scheduler(v_parameterization: bool = False # target the velocity inste
 def draw_noise(latents: torch.Tensor, # (B, C, h, w) clean latents
                generator: torch.Generator, # the only source of randomness
                noise_offset: float | None = None, # kohya's --noise_offset
-               num_timesteps: int = 1000) -> tuple:
-    "(noise like `latents`, one uniform timestep per sample)."
+               num_timesteps: int = 1000, # the scheduler's training timesteps
+               min_timestep: int = 0, max_timestep: int | None = None) -> tuple: # kohya's range; None: num_timesteps
+    "(noise like `latents`, one timestep per sample, uniform in [min_timestep, max_timestep))."
     b, c = latents.shape[:2]
     noise = torch.randn(latents.shape, generator=generator, device=generator.device).to(latents.device)
     if noise_offset: noise = noise + noise_offset * torch.randn((b, c, 1, 1), generator=generator, device=generator.device).to(latents.device)
-    t = torch.randint(0, num_timesteps, (b,), generator=generator, device=generator.device).to(latents.device)
+    hi = num_timesteps if max_timestep is None else max_timestep
+    t = torch.randint(min_timestep, hi, (b,), generator=generator, device=generator.device).to(latents.device)
     return noise, t
 
 # %% ../nbs/04_train.ipynb #e9f758be
@@ -540,7 +546,7 @@ def _micro_step(run: TrainRun, batch: dict) -> float:
     torch.manual_seed(s); gen = torch.Generator(acc.device).manual_seed(s)
     with acc.accumulate(run.model):
         lat, emb, pooled = batch_features(batch, run.pipe, run.cache, acc.device)
-        noise, t = draw_noise(lat, gen, cfg.noise_offset)
+        noise, t = draw_noise(lat, gen, cfg.noise_offset, min_timestep=cfg.min_timestep or 0, max_timestep=cfg.max_timestep)
         ids = sdxl_time_ids(batch["original_size"], batch["crop_top_left"], batch["target_size"]).to(acc.device)
         loss = training_loss(run.model, run.sched, lat, batch["conditioning_image"].to(acc.device), emb, pooled, ids, noise, t, cfg.min_snr_gamma)
         value = acc.gather(loss.detach()[None]).mean().item()

@@ -57,6 +57,18 @@ def test_draw_noise_is_seeded_and_offset_is_per_channel():
     assert torch.allclose(d, d[..., :1, :1].expand_as(d)) and d.abs().max() > 0
 
 
+def test_timestep_range_follows_kohyas_flags():
+    lat = torch.zeros(4000, 1, 1, 1)
+    _, t = draw_noise(lat, torch.Generator().manual_seed(0), min_timestep=500, max_timestep=600)
+    assert t.min() == 500 and t.max() == 599  # [min, max), every value drawn at 4000 samples
+    _, t0 = draw_noise(lat, torch.Generator().manual_seed(0))
+    _, t1 = draw_noise(lat, torch.Generator().manual_seed(0), min_timestep=0, max_timestep=None)
+    assert torch.equal(t0, t1) and t0.min() == 0 and t0.max() == 999  # defaults: the whole range, same draws
+    for lo, hi in ((700, 500), (-1, None), (0, 1001), (1000, None)):
+        with pytest.raises(TrainConfigError, match="--min_timestep"):
+            check_config(TrainConfig(train_data_dir="x", conditioning_data_dir="y", min_timestep=lo, max_timestep=hi))
+
+
 def test_time_ids_match_the_pipeline():
     pipe = load_pipeline("tiny")
     o, c, t = torch.tensor([[100, 120], [64, 64]]), torch.tensor([[3, 5], [0, 0]]), torch.tensor([[64, 64], [64, 64]])
@@ -169,7 +181,8 @@ def test_resume_equals_an_uninterrupted_run(tmp_path):
 def test_cached_and_uncached_first_loss_agree(tmp_path):
     plain = train(tiny_cfg(tmp_path / "a", max_train_steps=1))
     cached = train(tiny_cfg(tmp_path / "b", max_train_steps=1, cache_latents=True, cache_text_encoder_outputs=True))
-    assert cached.losses == plain.losses
+    # the same maths (the VAE's mean, the same noise); encoding in other batch sizes may move the last float bit
+    assert cached.losses == pytest.approx(plain.losses, rel=1e-6, abs=0)
 
 
 def _count_rows(pipe):
