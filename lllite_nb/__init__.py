@@ -15,3 +15,4 @@ from .data import *
 from .train import *
 from .inference import *
 from .widgets import *
+from .world import analyse_shapes, edge_f1, evaluate_control, load_pairs, mask_iou, quality_gate

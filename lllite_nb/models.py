@@ -11,12 +11,14 @@ from pathlib import Path
 import torch
 from accelerate import init_empty_weights
 from diffusers import (AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel)
+from safetensors.torch import load_file
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
 # %% auto #0
-__all__ = ['TOKENIZER_DIR', 'sdxl_unet_config', 'build_meta_unet', 'TinySDXLConfig', 'tiny_unet_config', 'tiny_unet',
-           'attention_layout', 'make_tiny_tokenizer_files', 'clip_tokenizer', 'tiny_text_encoders', 'tiny_vae',
-           'sdxl_scheduler', 'tiny_pipeline', 'ModelSourceError', 'load_pipeline']
+__all__ = ['TINY_WEIGHTS_DIR', 'TINY_WEIGHT_FILES', 'TOKENIZER_DIR', 'sdxl_unet_config', 'build_meta_unet', 'TinySDXLConfig',
+           'tiny_unet_config', 'load_tiny_weights', 'tiny_unet', 'attention_layout', 'make_tiny_tokenizer_files',
+           'clip_tokenizer', 'tiny_text_encoders', 'tiny_vae', 'sdxl_scheduler', 'tiny_pipeline', 'ModelSourceError',
+           'load_pipeline']
 
 # %% ../nbs/00a_models.ipynb #ff1c40af
 def sdxl_unet_config() -> dict:
@@ -61,13 +63,35 @@ def tiny_unet_config(cfg: TinySDXLConfig = TinySDXLConfig()) -> dict:
         projection_class_embeddings_input_dim=cfg.text_hidden + 6 * cfg.time_embed_dim, norm_num_groups=8)
 
 # %% ../nbs/00a_models.ipynb #3a0a64a1
-def tiny_unet(seed: int = 0, # seed of the random weights
-              cfg: TinySDXLConfig = TinySDXLConfig()) -> UNet2DConditionModel:
-    "The tiny SDXL-layout UNet with seeded random weights, on CPU in fp32."
-    torch.manual_seed(seed)
-    return UNet2DConditionModel(**tiny_unet_config(cfg)).eval()
+TINY_WEIGHTS_DIR = Path(str(importlib.resources.files("lllite_nb") / "assets" / "tiny_sdxl")) # shipped trained weights
+TINY_WEIGHT_FILES = dict(unet="unet.safetensors", vae="vae.safetensors", text_encoder="text_encoder.safetensors",
+                         text_encoder_2="text_encoder_2.safetensors") # pipeline part -> its file
 
-# %% ../nbs/00a_models.ipynb #65fab18c
+def load_tiny_weights(model: torch.nn.Module, # a part built from the in-code config
+                      part: str, # a key of TINY_WEIGHT_FILES
+                      folder: str | Path = TINY_WEIGHTS_DIR) -> bool: # where the files are
+    "Load the shipped state dict of `part` into `model`, strictly; False (model untouched) when the file is absent."
+    f = Path(folder) / TINY_WEIGHT_FILES[part]
+    if not f.exists(): return False
+    sd, own = load_file(str(f)), model.state_dict()
+    bad = ([f"missing {k}" for k in own if k not in sd] + [f"unexpected {k}" for k in sd if k not in own] +
+           [f"{k} {list(v.shape)} (model {list(own[k].shape)})" for k, v in sd.items() if k in own and v.shape != own[k].shape])
+    if bad: raise ValueError(f"{f} does not fit the {part} built from the config: {len(bad)} mismatches "
+                             f"({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}); other sizes need pretrained=False")
+    model.load_state_dict({k: v.to(own[k].dtype) for k, v in sd.items()}, strict=True)
+    return True
+
+# %% ../nbs/00a_models.ipynb #047c086d
+def tiny_unet(seed: int = 0, # seed of the random weights
+              cfg: TinySDXLConfig = TinySDXLConfig(),
+              pretrained: bool = True) -> UNet2DConditionModel: # load the shipped weights when they exist
+    "The tiny SDXL-layout UNet on CPU in fp32: the shipped trained weights, or (pretrained=False) seeded random ones."
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(**tiny_unet_config(cfg)).eval()
+    if pretrained: load_tiny_weights(unet, "unet")
+    return unet
+
+# %% ../nbs/00a_models.ipynb #567f7a0b
 def attention_layout(unet: UNet2DConditionModel) -> list:
     "Sorted attention-layer paths of `unet`'s down and mid blocks, transformer-block index replaced by `*`."
     paths = set()
@@ -79,7 +103,7 @@ def attention_layout(unet: UNet2DConditionModel) -> list:
             paths.add('.'.join(p))
     return sorted(paths)
 
-# %% ../nbs/00a_models.ipynb #d7f34e85
+# %% ../nbs/00a_models.ipynb #d0b040f9
 TOKENIZER_DIR = Path(str(importlib.resources.files("lllite_nb") / "assets" / "tiny_clip")) # shipped tokenizer files
 
 def _clip_byte_chars() -> list:
@@ -87,7 +111,7 @@ def _clip_byte_chars() -> list:
     from transformers.convert_slow_tokenizer import bytes_to_unicode
     return list(bytes_to_unicode().values())
 
-# %% ../nbs/00a_models.ipynb #d0b040f9
+# %% ../nbs/00a_models.ipynb #b0bc6e8b
 def make_tiny_tokenizer_files(bpe_gz: str | Path, # CLIP's `bpe_simple_vocab_16e6.txt.gz`
                               out_dir: str | Path = TOKENIZER_DIR, # where vocab.json and merges.txt go
                               n_merges: int = 486) -> Path: # 486 merges give 1000 tokens
@@ -101,7 +125,7 @@ def make_tiny_tokenizer_files(bpe_gz: str | Path, # CLIP's `bpe_simple_vocab_16e
     (out / "merges.txt").write_text("#version: 0.2\n" + "\n".join(" ".join(m) for m in merges) + "\n")
     return out
 
-# %% ../nbs/00a_models.ipynb #b0bc6e8b
+# %% ../nbs/00a_models.ipynb #45059bd8
 def clip_tokenizer(folder: str | Path = TOKENIZER_DIR, # holds vocab.json and merges.txt
                    pad_token: str = "<|endoftext|>") -> CLIPTokenizer: # SDXL's second tokenizer pads with "!"
     "Load a CLIP tokenizer from vocab.json + merges.txt, offline."
@@ -112,9 +136,10 @@ def clip_tokenizer(folder: str | Path = TOKENIZER_DIR, # holds vocab.json and me
     merges = [tuple(l.split()) for l in (folder / "merges.txt").read_text(encoding="utf-8").split("\n")[1:] if l]
     return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=77, pad_token=pad_token)
 
-# %% ../nbs/00a_models.ipynb #349a2095
-def tiny_text_encoders(cfg: TinySDXLConfig = TinySDXLConfig()) -> tuple:
-    "SDXL's two text encoders at tiny size, seeded: (CLIPTextModel, CLIPTextModelWithProjection)."
+# %% ../nbs/00a_models.ipynb #72c3518b
+def tiny_text_encoders(cfg: TinySDXLConfig = TinySDXLConfig(),
+                       pretrained: bool = True) -> tuple: # load the shipped weights when they exist
+    "SDXL's two text encoders at tiny size, seeded or shipped: (CLIPTextModel, CLIPTextModelWithProjection)."
     common = dict(vocab_size=1000, hidden_size=cfg.text_hidden, intermediate_size=2 * cfg.text_hidden,
                   num_hidden_layers=cfg.text_layers, num_attention_heads=4, max_position_embeddings=77,
                   bos_token_id=998, eos_token_id=999, pad_token_id=999, projection_dim=cfg.text_hidden,
@@ -122,17 +147,21 @@ def tiny_text_encoders(cfg: TinySDXLConfig = TinySDXLConfig()) -> tuple:
     torch.manual_seed(cfg.seed + 1)
     te1 = CLIPTextModel(CLIPTextConfig(**common)).eval()
     te2 = CLIPTextModelWithProjection(CLIPTextConfig(**common)).eval()
+    if pretrained: load_tiny_weights(te1, "text_encoder"); load_tiny_weights(te2, "text_encoder_2")
     return te1, te2
 
-# %% ../nbs/00a_models.ipynb #8e1e4cdb
-def tiny_vae(cfg: TinySDXLConfig = TinySDXLConfig()) -> AutoencoderKL:
-    "An 8x-downsampling AutoencoderKL at tiny size, seeded, with SDXL's latent scale."
+# %% ../nbs/00a_models.ipynb #89c46f9d
+def tiny_vae(cfg: TinySDXLConfig = TinySDXLConfig(),
+             pretrained: bool = True) -> AutoencoderKL: # load the shipped weights when they exist
+    "An 8x-downsampling AutoencoderKL at tiny size, seeded or shipped, with SDXL's latent scale."
     torch.manual_seed(cfg.seed + 2)
     n = len(cfg.vae_channels)
-    return AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=cfg.vae_channels,
+    vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=cfg.vae_channels,
                          down_block_types=("DownEncoderBlock2D",) * n, up_block_types=("UpDecoderBlock2D",) * n,
                          layers_per_block=1, norm_num_groups=8, sample_size=cfg.sample_size,
                          scaling_factor=0.13025, force_upcast=False).eval()
+    if pretrained: load_tiny_weights(vae, "vae")
+    return vae
 
 def sdxl_scheduler() -> EulerDiscreteScheduler:
     "SDXL base's default scheduler."
@@ -140,25 +169,26 @@ def sdxl_scheduler() -> EulerDiscreteScheduler:
                                   num_train_timesteps=1000, steps_offset=1, timestep_spacing="leading",
                                   prediction_type="epsilon")
 
-# %% ../nbs/00a_models.ipynb #9e08dfc3
+# %% ../nbs/00a_models.ipynb #94399b12
 def tiny_pipeline(cfg: TinySDXLConfig = TinySDXLConfig(), # sizes and seed
-                  dtype: torch.dtype = torch.float32) -> StableDiffusionXLPipeline:
-    "A StableDiffusionXLPipeline with SDXL's layout and tiny, seeded random weights, on CPU."
-    te1, te2 = tiny_text_encoders(cfg)
+                  dtype: torch.dtype = torch.float32, # weights' dtype
+                  pretrained: bool = True) -> StableDiffusionXLPipeline: # shipped weights (when present), else seeded random
+    "A StableDiffusionXLPipeline with SDXL's layout and tiny weights (shipped trained ones, or seeded random), on CPU."
+    te1, te2 = tiny_text_encoders(cfg, pretrained)
     pipe = StableDiffusionXLPipeline(
-        vae=tiny_vae(cfg), text_encoder=te1, text_encoder_2=te2, tokenizer=clip_tokenizer(),
-        tokenizer_2=clip_tokenizer(pad_token="!"), unet=tiny_unet(cfg.seed, cfg), scheduler=sdxl_scheduler())
+        vae=tiny_vae(cfg, pretrained), text_encoder=te1, text_encoder_2=te2, tokenizer=clip_tokenizer(),
+        tokenizer_2=clip_tokenizer(pad_token="!"), unet=tiny_unet(cfg.seed, cfg, pretrained), scheduler=sdxl_scheduler())
     pipe.set_progress_bar_config(disable=True)
     return pipe if dtype == torch.float32 else pipe.to(dtype=dtype)
 
-# %% ../nbs/00a_models.ipynb #e6c3e2a4
+# %% ../nbs/00a_models.ipynb #bb72be5a
 class ModelSourceError(ValueError):
     "A model source that cannot be resolved or loaded."
 
 def _load_error(source, err, hint):
     return ModelSourceError(f"could not load model source {source!r}: {type(err).__name__}: {err}. {hint}")
 
-# %% ../nbs/00a_models.ipynb #bb72be5a
+# %% ../nbs/00a_models.ipynb #1fa2c7af
 def load_pipeline(source: str | os.PathLike = "tiny", # "tiny", a diffusers folder, a single file or a hub id
                   dtype: torch.dtype = torch.float32, # weights' dtype
                   device: str | torch.device = "cpu", # where the pipeline goes
@@ -170,7 +200,7 @@ def load_pipeline(source: str | os.PathLike = "tiny", # "tiny", a diffusers fold
     elif Path(src).is_dir():
         if not (Path(src) / "model_index.json").exists():
             raise ModelSourceError(f"{src} is a folder without model_index.json: not a diffusers pipeline folder")
-        try: pipe = StableDiffusionXLPipeline.from_pretrained(src, torch_dtype=dtype, local_files_only=True)
+        try: pipe = StableDiffusionXLPipeline.from_pretrained(src, dtype=dtype, local_files_only=True)
         except Exception as e: raise _load_error(src, e, "Is it a complete SDXL diffusers folder?") from e
     elif Path(src).suffix in (".safetensors", ".ckpt"):
         if not Path(src).is_file(): raise FileNotFoundError(f"single-file checkpoint {src} does not exist")
@@ -178,11 +208,11 @@ def load_pipeline(source: str | os.PathLike = "tiny", # "tiny", a diffusers fold
             raise ModelSourceError(f"{src}: offline, a single file needs config=<local SDXL diffusers folder> "
                                    "(it supplies the configs of the UNet, VAE, text encoders and tokenizers)")
         kw = dict(config=str(config), local_files_only=True) if config is not None else {}
-        try: pipe = StableDiffusionXLPipeline.from_single_file(src, torch_dtype=dtype, **kw)
+        try: pipe = StableDiffusionXLPipeline.from_single_file(src, dtype=dtype, **kw)
         except Exception as e:
             raise _load_error(src, e, "Offline, pass config=<local SDXL diffusers folder>.") from e
     else:
-        try: pipe = StableDiffusionXLPipeline.from_pretrained(src, torch_dtype=dtype)
+        try: pipe = StableDiffusionXLPipeline.from_pretrained(src, dtype=dtype)
         except Exception as e:
             raise _load_error(src, e, "Not a local path: treated as a hub id, which needs network access.") from e
     return pipe.to(device)
