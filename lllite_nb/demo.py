@@ -14,13 +14,14 @@ from PIL import Image, ImageDraw
 
 from .data import make_shapes_dataset
 from .inference import LLLitePipeline
-from .models import load_pipeline
+from .models import TINY_WEIGHTS_DIR, load_pipeline
 from .train import TrainConfig, TrainResult, train
 from .weights import atomic_write
 from .world import evaluate_control, load_pairs
 
 # %% auto #0
-__all__ = ['HEADER', 'DemoConfig', 'train_demo_network', 'difference', 'comparison_row', 'stack_rows', 'run_demo', 'main']
+__all__ = ['HEADER', 'DEMO_LLLITE', 'DemoConfig', 'train_demo_network', 'difference', 'comparison_row', 'stack_rows', 'run_demo',
+           'main']
 
 # %% ../nbs/05a_demo.ipynb #2b9c54ba
 @dataclass
@@ -118,6 +119,9 @@ def run_demo(cfg: DemoConfig = DemoConfig()) -> Path:
     return overview
 
 # %% ../nbs/05a_demo.ipynb #0dcb90e7
+DEMO_LLLITE = TINY_WEIGHTS_DIR / "canny_lllite.safetensors" # the demo's network (Canny guides, c16/m32), shipped
+
+# %% ../nbs/05a_demo.ipynb #f10f5b95
 def main(argv: list | None = None):
     "Console entry point `lllite-demo`."
     p = argparse.ArgumentParser(prog="lllite-demo", description=run_demo.__doc__)

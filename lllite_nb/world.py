@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from .data import COLOURS, SHAPES, canny, draw_shapes_sample, image_to_tensor, render_shapes, to_rgb
 from .models import TINY_WEIGHT_FILES, TINY_WEIGHTS_DIR, TinySDXLConfig, tiny_pipeline
 from .train import diffusion_loss, encode_latents, encode_text, noise_scheduler, snr_weights
+from .weights import atomic_write
 
 # %% auto #0
 __all__ = ['WorldConfig', 'world_pool', 'step_generator', 'resumable_loop', 'vae_loss', 'train_vae', 'fold_latent_scale',
@@ -65,10 +66,7 @@ def world_pool(n: int, # number of pictures
     return imgs, caps, metas
 
 # %% ../nbs/07_world.ipynb #4e89c393
-def _save_atomic(obj, path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp); os.replace(tmp, path)
+def _save_atomic(obj, path: Path): atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 def step_generator(seed: int, step: int) -> torch.Generator:
     "The generator of every random draw of training step `step`."
@@ -188,8 +186,7 @@ def save_tiny_weights(pipe, # a tiny StableDiffusionXLPipeline
     out = Path(out_dir); out.mkdir(parents=True, exist_ok=True); sizes = {}
     for part, name in TINY_WEIGHT_FILES.items():
         sd = {k: (v.to(dtype) if v.is_floating_point() else v).contiguous() for k, v in getattr(pipe, part).state_dict().items()}
-        tmp = out / f".{name}.{os.getpid()}.tmp"
-        save_file(sd, str(tmp), metadata=dict(format="pt")); os.chmod(tmp, 0o644); os.replace(tmp, out / name)
+        atomic_write(out / name, lambda tmp: save_file(sd, str(tmp), metadata=dict(format="pt")))
         sizes[name] = (out / name).stat().st_size
     return sizes
 
