@@ -48,7 +48,7 @@ data-samples: setup
 	$(BIN)/python -c "from lllite_nb.data import make_data_samples; make_data_samples('data_samples')"
 
 # The tiny world's weights (lllite_nb/assets/tiny_sdxl): pretrain the tiny SDXL's VAE and UNet on the shapes world.
-# About an hour on 2 CPU cores; resumable (state in build/tiny_world/, rerun to continue); prints timings at the end.
+# About three hours on 2 CPU cores; resumable (state in build/tiny_world/, rerun to continue); prints timings at the end.
 .PHONY: tiny-world
 tiny-world: setup
 	$(BIN)/python -m lllite_nb.world --ckpt_dir build/tiny_world

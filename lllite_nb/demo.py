@@ -4,12 +4,11 @@
 
 # %% ../nbs/05a_demo.ipynb #b1f3715d
 from __future__ import annotations
-import argparse, json, os, tempfile, time
+import argparse, json, time
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image, ImageDraw
 
 from .data import make_shapes_dataset
@@ -26,7 +25,7 @@ __all__ = ['HEADER', 'DEMO_LLLITE', 'DemoConfig', 'train_demo_network', 'differe
 # %% ../nbs/05a_demo.ipynb #2b9c54ba
 @dataclass
 class DemoConfig:
-    "Settings of the demo; the defaults take a few minutes on 2 CPU cores."
+    "Settings of the demo; the defaults took about 7 minutes on 2 shared CPU cores."
     data_dir: str = "data_samples" # sample data: holdout/ holds the guides of the comparison
     n_train: int = 2000 # world pictures generated for training (0: train on data_dir/train instead)
     train_seed: int = 3000 # training picture i is draw_shapes_sample(default_rng([train_seed, i]))

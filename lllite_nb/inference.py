@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_inference.ipynb #87b54a4a
 from __future__ import annotations
-import argparse, copy, json, os, random, tempfile
+import argparse, copy, json, os, random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 

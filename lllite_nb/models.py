@@ -5,7 +5,7 @@
 # %% ../nbs/00a_models.ipynb #af4506ab
 from __future__ import annotations
 import gzip, importlib.resources, json, os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch

@@ -4,8 +4,8 @@
 
 # %% ../nbs/07_world.ipynb #c65ab393
 from __future__ import annotations
-import argparse, copy, json, math, os, time
-from dataclasses import asdict, dataclass, fields
+import argparse, copy, json, math, time
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import cv2
@@ -15,7 +15,7 @@ from PIL import Image, ImageDraw
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
-from .data import COLOURS, SHAPES, canny, draw_shapes_sample, image_to_tensor, render_shapes, to_rgb
+from .data import COLOURS, canny, draw_shapes_sample, to_rgb
 from .models import TINY_WEIGHT_FILES, TINY_WEIGHTS_DIR, TinySDXLConfig, tiny_pipeline
 from .train import diffusion_loss, encode_latents, encode_text, noise_scheduler, snr_weights
 from .weights import atomic_write
@@ -359,6 +359,7 @@ def evaluate_control(pipe, # an LLLitePipeline with exactly one LLLite attached 
                      steps: int = 25, guidance_scale: float = 5.0, size: int = 128) -> dict:
     "Edge F1 and mask IoU of generated pictures against their guides, without and with the LLLite, same seeds."
     pics, guides, caps = zip(*pairs)
+    masks = [analyse_shapes(p.resize((size, size)))["mask"] for p in pics] * len(seeds) # the reference, once
     out = {}
     for name, scale in (("without", 0.0), ("with", 1.0)):
         ims = []
@@ -366,9 +367,8 @@ def evaluate_control(pipe, # an LLLitePipeline with exactly one LLLite attached 
             g = [torch.Generator().manual_seed(s) for _ in caps]
             ims += pipe(list(caps), image=list(guides), controlnet_conditioning_scale=scale, generator=g,
                         num_inference_steps=steps, guidance_scale=guidance_scale, height=size, width=size).images
-        ref = [(p, gd) for _ in seeds for p, gd in zip(pics, guides)]
-        f1 = [edge_f1(gd, im) for (_, gd), im in zip(ref, ims)]
-        iou = [mask_iou(analyse_shapes(p.resize(im.size))["mask"], analyse_shapes(im)["mask"]) for (p, _), im in zip(ref, ims)]
+        f1 = [edge_f1(gd, im) for gd, im in zip(guides * len(seeds), ims)]
+        iou = [mask_iou(m, analyse_shapes(im)["mask"]) for m, im in zip(masks, ims)]
         out[name] = dict(edge_f1=float(np.mean(f1)), mask_iou=float(np.mean(iou)), images=ims)
     return out
 
