@@ -8,6 +8,8 @@ __all__ = []
 
 # %% ../nbs/index.ipynb #64c76b67
 from .models import *
+from .images import *
+from .tools import *
 from .module import *
 from .inject import *
 from .weights import *

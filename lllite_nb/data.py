@@ -15,108 +15,19 @@ import torch
 from PIL import Image, ImageDraw
 from tqdm.auto import tqdm
 
-from .weights import atomic_write
+from .images import get_preprocessor, image_to_tensor, to_rgb
+from .tools import atomic_write
 
 try: import tomllib
 except ModuleNotFoundError: tomllib = None  # Python 3.10: `read_dataset_config` asks for `pip install tomli`
 
 # %% auto #0
-__all__ = ['PREPROCESSORS', 'COLOURS', 'SHAPES', 'IMAGE_EXTENSIONS', 'to_rgb', 'image_to_tensor', 'tensor_to_image', 'canny',
-           'softedge', 'lineart', 'scribble', 'tile', 'get_preprocessor', 'render_shapes', 'shapes_caption',
-           'draw_shapes_sample', 'write_pairs', 'write_dataset_toml', 'make_shapes_dataset', 'make_data_samples',
-           'make_synthetic_dataset', 'parse_resolution', 'SubsetConfig', 'DatasetConfig', 'read_dataset_config',
-           'DatasetError', 'pair_subset', 'kohya_dataset', 'load_hf_dataset', 'make_bucket_resolutions', 'bucket_list',
-           'select_bucket', 'bucket_geometry', 'resize_and_crop', 'LLLiteDataset', 'load_train_dataset',
-           'BucketBatchSampler', 'collate_samples', 'BucketDataLoader', 'make_dataloader']
-
-# %% ../nbs/03_data.ipynb #8903b58b
-def to_rgb(img: Image.Image # a PIL image of any mode
-          ) -> Image.Image:
-    "`img` as 8-bit RGB: alpha composited on white, 16-bit scaled by 1/256, grey repeated into 3 channels."
-    if img.mode == 'RGB': return img
-    if img.mode in ('RGBA', 'LA', 'PA', 'RGBa', 'La') or (img.mode == 'P' and 'transparency' in img.info):
-        return Image.alpha_composite(Image.new('RGBA', img.size, (255, 255, 255, 255)), img.convert('RGBA')).convert('RGB')
-    if img.mode.startswith('I'):  # I, I;16, I;16B...: integer pixels, read as 16-bit
-        return Image.fromarray((np.asarray(img).astype(np.int64) >> 8).clip(0, 255).astype(np.uint8)).convert('RGB')
-    if img.mode == 'F': return Image.fromarray(np.asarray(img).clip(0, 255).round().astype(np.uint8)).convert('RGB')
-    return img.convert('RGB')
-
-# %% ../nbs/03_data.ipynb #807aef15
-def image_to_tensor(img: Image.Image | np.ndarray | torch.Tensor # PIL; HWC array; CHW tensor (uint8 or float in [0,1])
-                   ) -> torch.Tensor:
-    "THE normalisation of the project: `img` as a float32 (3,H,W) tensor in [-1,1] (kohya: ToTensor + Normalize(0.5, 0.5))."
-    if isinstance(img, Image.Image): img = np.asarray(to_rgb(img))
-    if isinstance(img, np.ndarray):
-        t = torch.from_numpy(np.array(img))
-        t = (t[..., None] if t.ndim == 2 else t).permute(2, 0, 1).contiguous()  # contiguous first, as ToTensor
-    else: t = img.detach().cpu()[None] if img.ndim == 2 else img.detach().cpu()
-    if t.ndim != 3 or t.shape[0] not in (1, 3, 4):
-        raise ValueError(f"expected an image with 1, 3 or 4 channels (arrays HWC, tensors CHW), got shape {tuple(t.shape)}")
-    if t.dtype == torch.uint8: t = t.float().div(255)
-    elif t.is_floating_point():
-        t = t.float()
-        if t.numel() and (t.min() < 0 or t.max() > 1):
-            raise ValueError(f"float pixels must be in [0, 1], got [{t.min():.4g}, {t.max():.4g}]")
-    else: raise ValueError(f"expected uint8 or float pixels, got {t.dtype}")
-    if t.shape[0] == 4: t = t[:3] * t[3:] + (1 - t[3:])  # alpha on white, as `to_rgb`
-    return (t.expand(3, -1, -1) if t.shape[0] == 1 else t).sub(0.5).div(0.5).contiguous()
-
-# %% ../nbs/03_data.ipynb #c5babe9d
-def tensor_to_image(t: torch.Tensor # (3,H,W) or (1,3,H,W), values in [-1,1]
-                   ) -> Image.Image:
-    "The inverse of `image_to_tensor`: a [-1,1] tensor as an 8-bit RGB PIL image."
-    t = t.detach().cpu().float()
-    if t.ndim == 4 and t.shape[0] == 1: t = t[0]
-    if t.ndim != 3 or t.shape[0] not in (1, 3): raise ValueError(f"expected a (3,H,W) tensor, got shape {tuple(t.shape)}")
-    a = ((t.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).expand(3, -1, -1).permute(1, 2, 0)
-    return Image.fromarray(np.ascontiguousarray(a.numpy()))
-
-# %% ../nbs/03_data.ipynb #cb1012b5
-def _gray(img): return cv2.cvtColor(np.asarray(to_rgb(img)), cv2.COLOR_RGB2GRAY)
-def _gray_to_rgb(a): return Image.fromarray(np.repeat(a[..., None], 3, -1))
-
-def canny(img: Image.Image, # the picture
-          low: int = 100, # hysteresis thresholds of OpenCV's Canny
-          high: int = 200) -> Image.Image:
-    "Canny edges (OpenCV): one-pixel white edges on black."
-    return _gray_to_rgb(cv2.Canny(_gray(img), low, high))
-
-def softedge(img: Image.Image, # the picture
-             blur: float = 1.0) -> Image.Image: # Gaussian sigma before the gradient
-    "Soft edges: Sobel gradient magnitude of the blurred grey image, scaled so the strongest edge is 255."
-    g = cv2.GaussianBlur(_gray(img).astype(np.float32), (0, 0), blur)
-    m = cv2.magnitude(cv2.Sobel(g, cv2.CV_32F, 1, 0), cv2.Sobel(g, cv2.CV_32F, 0, 1))
-    return _gray_to_rgb((m * (255 / max(float(m.max()), 1e-6))).round().clip(0, 255).astype(np.uint8))
-
-# %% ../nbs/03_data.ipynb #85fc43ac
-def lineart(img: Image.Image, # the picture
-            block: int = 9, # odd neighbourhood size of the adaptive threshold
-            c: int = 4) -> Image.Image: # how much darker than the neighbourhood mean a line pixel is
-    "Line art: pixels darker than their neighbourhood (adaptive mean threshold), as thin white lines on black."
-    return _gray_to_rgb(cv2.adaptiveThreshold(_gray(img), 255, cv2.ADAPTIVE_THRESH_MEAN_C, cv2.THRESH_BINARY_INV, block, c))
-
-def scribble(img: Image.Image, # the picture
-             width: int = 3, # line thickness in pixels
-             low: int = 100, high: int = 200) -> Image.Image: # Canny thresholds
-    "Scribble: Canny edges thickened to `width` pixels, like a quick hand-drawn guide."
-    return _gray_to_rgb(cv2.dilate(cv2.Canny(_gray(img), low, high), np.ones((width, width), np.uint8)))
-
-def tile(img: Image.Image, # the picture
-         factor: int = 8) -> Image.Image: # downsampling factor
-    "Blurred 'tile' guide: shrunk by `factor` (area average) and enlarged back (bicubic) to the same size."
-    a = np.asarray(to_rgb(img)); h, w = a.shape[:2]
-    small = cv2.resize(a, (max(1, w // factor), max(1, h // factor)), interpolation=cv2.INTER_AREA)
-    return Image.fromarray(cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC))
-
-PREPROCESSORS = dict(canny=canny, softedge=softedge, lineart=lineart, scribble=scribble, tile=tile)
-
-# %% ../nbs/03_data.ipynb #59d7f627
-def get_preprocessor(p: str | callable # a name in `PREPROCESSORS`, or a function image -> image
-                    ) -> callable:
-    "Resolve a preprocessor name to its function."
-    if callable(p): return p
-    if p not in PREPROCESSORS: raise ValueError(f"unknown preprocessor {p!r}; known: {', '.join(PREPROCESSORS)}")
-    return PREPROCESSORS[p]
+__all__ = ['COLOURS', 'SHAPES', 'IMAGE_EXTENSIONS', 'render_shapes', 'shapes_caption', 'draw_shapes_sample', 'write_pairs',
+           'write_dataset_toml', 'make_shapes_dataset', 'make_data_samples', 'make_synthetic_dataset',
+           'parse_resolution', 'SubsetConfig', 'DatasetConfig', 'read_dataset_config', 'DatasetError', 'pair_subset',
+           'kohya_dataset', 'load_hf_dataset', 'make_bucket_resolutions', 'bucket_list', 'select_bucket',
+           'bucket_geometry', 'resize_and_crop', 'LLLiteDataset', 'load_train_dataset', 'BucketBatchSampler',
+           'collate_samples', 'BucketDataLoader', 'make_dataloader']
 
 # %% ../nbs/03_data.ipynb #cadc311c
 COLOURS = {'red': (220, 40, 40), 'green': (40, 170, 60), 'blue': (40, 80, 220), 'yellow': (240, 210, 40),

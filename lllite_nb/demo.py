@@ -9,18 +9,18 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from .data import make_shapes_dataset
 from .inference import LLLitePipeline
 from .models import TINY_WEIGHTS_DIR, load_pipeline
 from .train import TrainConfig, TrainResult, train
-from .weights import atomic_write
+from .images import image_grid
+from .tools import atomic_write
 from .world import evaluate_control, load_pairs
 
 # %% auto #0
-__all__ = ['HEADER', 'DEMO_LLLITE', 'DemoConfig', 'train_demo_network', 'difference', 'comparison_row', 'stack_rows', 'run_demo',
-           'main']
+__all__ = ['HEADER', 'DEMO_LLLITE', 'DemoConfig', 'train_demo_network', 'difference', 'comparison_row', 'run_demo', 'main']
 
 # %% ../nbs/05a_demo.ipynb #2b9c54ba
 @dataclass
@@ -60,7 +60,7 @@ def train_demo_network(cfg: DemoConfig, # the demo settings
     return res
 
 # %% ../nbs/05a_demo.ipynb #f30257e5
-HEADER = 16 # pixels of the label strip above each row
+HEADER = 16 # pixels of the label strip above each image
 
 def difference(a: Image.Image, b: Image.Image, # two images of the same size
                gain: float = 4.0) -> Image.Image: # amplification of the difference
@@ -72,20 +72,9 @@ def comparison_row(guide: Image.Image, without: Image.Image, with_: Image.Image,
                    tile: int = 128, # side of each image in the row (nearest-neighbour resize)
                    gain: float = 4.0) -> Image.Image: # amplification of the difference column
     "Guide, without, with and their difference side by side, each under its label."
-    ims = (guide, without, with_, difference(without, with_, gain))
-    labels = ("guide", "without LLLite", "with LLLite", f"difference x{gain:g}")
-    row = Image.new("RGB", (len(ims) * tile, tile + HEADER), "white")
-    draw = ImageDraw.Draw(row)
-    for i, (im, label) in enumerate(zip(ims, labels)):
-        row.paste(im.convert("RGB").resize((tile, tile), Image.NEAREST), (i * tile, HEADER))
-        draw.text((i * tile + 3, 2), label, fill="black")
-    return row
-
-def stack_rows(rows: list) -> Image.Image: # images of equal width
-    "The images under each other."
-    out = Image.new("RGB", (rows[0].width, sum(r.height for r in rows)), "white")
-    for i, r in enumerate(rows): out.paste(r, (0, sum(x.height for x in rows[:i])))
-    return out
+    labels = ["guide", "without LLLite", "with LLLite", f"difference x{gain:g}"]
+    return image_grid([guide, without, with_, difference(without, with_, gain)], cols=4, size=(tile, tile),
+                      resample=Image.NEAREST, labels=labels, header=HEADER)
 
 # %% ../nbs/05a_demo.ipynb #8d28288a
 def _say(t0, msg): print(f"[lllite-demo {time.perf_counter() - t0:6.1f}s] {msg}", flush=True)
@@ -107,7 +96,7 @@ def run_demo(cfg: DemoConfig = DemoConfig()) -> Path:
     ev = evaluate_control(pipe, pairs, seeds, cfg.steps, cfg.guidance_scale, cfg.resolution)
     rows = [comparison_row(g, a, b, tile=cfg.tile) for (_, g, _), a, b in zip(pairs, ev["without"]["images"], ev["with"]["images"])]
     for i, row in enumerate(rows): _save(row, out / f"compare_{i:04d}.png")
-    overview = _save(stack_rows(rows), out / "overview.png")
+    overview = _save(image_grid(rows, cols=1), out / "overview.png")
     metrics = {k: {m: round(ev[k][m], 4) for m in ("edge_f1", "mask_iou")} for k in ("without", "with")}
     metrics |= dict(seeds=list(seeds), guides=len(pairs), train_seconds=round(res.seconds, 1))
     atomic_write(out / "metrics.json", lambda tmp: Path(tmp).write_text(json.dumps(metrics, indent=1)))

@@ -16,15 +16,16 @@ from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.pipelines.stable_diffusion_xl.pipeline_stable_diffusion_xl import retrieve_timesteps
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
-from .data import IMAGE_EXTENSIONS, PREPROCESSORS, image_to_tensor
+from .data import IMAGE_EXTENSIONS
+from .images import PREPROCESSORS, prepare_guide
 from .inject import ControlNetLLLite
 from .models import load_pipeline
-from .weights import atomic_write
+from .tools import atomic_write
 
 # %% auto #0
-__all__ = ['control_schedule', 'kohya_ratio_to_end', 'prepare_guide', 'match_guide_batch', 'count_steps', 'pipeline_guides',
-           'LLLitePipeline', 'GenerateConfig', 'load_guide_images', 'png_parameters', 'save_png', 'read_png_parameters',
-           'generate', 'main']
+__all__ = ['control_schedule', 'kohya_ratio_to_end', 'match_guide_batch', 'count_steps', 'pipeline_guides', 'LLLitePipeline',
+           'GenerateConfig', 'load_guide_images', 'png_parameters', 'save_png', 'read_png_parameters', 'generate',
+           'main']
 
 # %% ../nbs/05_inference.ipynb #a21ee8df
 def control_schedule(n: int, # number of denoising steps (iterations of the loop)
@@ -43,26 +44,6 @@ def kohya_ratio_to_end(ratio: float, # kohya's --control_net_ratios value for on
     "The `control_guidance_end` that controls exactly the steps kohya's ratio does (step i is on iff i/steps <= ratio)."
     if ratio < 0: raise ValueError(f"control_net_ratios must be >= 0 (0 controls the first step only), got {ratio}")
     return sum(1 for i in range(steps) if not ratio < i / steps) / steps
-
-# %% ../nbs/05_inference.ipynb #feb99081
-def _guide_items(image) -> list:
-    if isinstance(image, (list, tuple)): return [x for im in image for x in _guide_items(im)]
-    if isinstance(image, (np.ndarray, torch.Tensor)) and image.ndim == 4: return list(image)
-    return [image]
-
-def prepare_guide(image, # PIL image, array, tensor, or a list of them: one guide or a batch
-                  width: int, # output width in pixels
-                  height: int # output height in pixels
-                 ) -> torch.Tensor:
-    "The guide as a (B, 3, height, width) float tensor in [-1, 1]."
-    out = []
-    for im in _guide_items(image):
-        t = image_to_tensor(im).float()
-        if tuple(t.shape[-2:]) != (height, width):
-            t = F.interpolate(t[None], size=(height, width), mode="bicubic", antialias=True, align_corners=False)[0]
-        out.append(t.clamp(-1, 1))
-    if not out: raise ValueError("the guide image list is empty")
-    return torch.stack(out)
 
 # %% ../nbs/05_inference.ipynb #baf83251
 def match_guide_batch(guide: torch.Tensor, # (B, 3, H, W) prepared guide

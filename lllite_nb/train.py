@@ -19,10 +19,11 @@ from diffusers.optimization import get_scheduler
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .data import load_train_dataset, make_dataloader, tensor_to_image
+from .data import load_train_dataset, make_dataloader
+from .images import image_grid, prepare_guide, tensor_to_image
 from .inject import ControlNetLLLite
 from .models import load_pipeline
-from .weights import atomic_write
+from .tools import atomic_write
 
 # %% auto #0
 __all__ = ['STATE_FILES', 'TrainConfig', 'TrainConfigError', 'check_config', 'encode_text', 'sdxl_time_ids', 'encode_latents',
@@ -380,7 +381,6 @@ def render_samples(pipe, # the pipeline whose UNet the network is applied to
                    size: tuple = (1024, 1024), # default (w, h)
                    seed: int = 0) -> Path: # a prompt without --d uses seed + its position
     "Render `prompts` with control and save a (guide | output) grid to `path`."
-    from lllite_nb.inference import prepare_guide
     dev, rows, was_training = pipe.unet.device, [], network.training
     network.eval()
     with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []), torch.no_grad():
@@ -392,9 +392,7 @@ def render_samples(pipe, # the pipeline whose UNet the network is applied to
                        guidance_scale=sp.scale, generator=torch.Generator(dev).manual_seed(sp.seed if sp.seed is not None else seed + i)).images[0]
             rows.append((tensor_to_image(guide[0]) if guide is not None else Image.new("RGB", (w, h)), out))
     network.set_cond_image(None); network.train(was_training)
-    grid = Image.new("RGB", (max(g.width + o.width for g, o in rows), sum(o.height for _, o in rows)))
-    y = 0
-    for g, o in rows: grid.paste(g, (0, y)); grid.paste(o, (g.width, y)); y += o.height
+    grid = image_grid([im for row in rows for im in row], cols=2, background="black")
     return atomic_write(path, lambda tmp: grid.save(tmp, format="PNG"))
 
 # %% ../nbs/04_train.ipynb #8fab8fdc

@@ -4,17 +4,17 @@
 
 # %% ../nbs/02_weights.ipynb #66f40036
 from __future__ import annotations
-import datetime, json, os, tempfile, time
+import datetime, json, os
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 from .inject import ControlNetLLLite, LLLiteStateDictError
+from .tools import atomic_write
 
 # %% auto #0
-__all__ = ['LLLITE_ARCH', 'lllite_metadata', 'atomic_write', 'save_weights', 'LLLiteFileError', 'read_weights', 'detect_dims',
-           'load_network']
+__all__ = ['LLLITE_ARCH', 'lllite_metadata', 'save_weights', 'LLLiteFileError', 'read_weights', 'detect_dims', 'load_network']
 
 # %% ../nbs/02_weights.ipynb #b0029e08
 LLLITE_ARCH = "stable-diffusion-xl-v1-base/control-net-lllite" # modelspec.architecture of an LLLite file
@@ -34,18 +34,6 @@ def lllite_metadata(net: ControlNetLLLite, # the network being saved
             "lllite.num_modules": str(len(mods)), "lllite.targets": json.dumps([m.target_name for m in mods])}
 
 # %% ../nbs/02_weights.ipynb #41a8fb94
-def atomic_write(path: str | os.PathLike, # the file to create or replace
-                 write) -> Path: # called with a temporary Path beside `path`; writes the whole file there
-    "Write a file all or nothing: `write(tmp)` beside `path`, then rename it over `path`."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"); os.close(fd)
-    try:
-        write(Path(tmp))
-        umask = os.umask(0); os.umask(umask); os.chmod(tmp, 0o666 & ~umask) # mkstemp makes it 0600
-        os.replace(tmp, path)
-    finally: Path(tmp).unlink(missing_ok=True)
-    return path
-
 def save_weights(net: ControlNetLLLite, # the network to save
                  path: str | os.PathLike, # the .safetensors file to write
                  dtype: torch.dtype | None = torch.float16, # dtype on disk; None keeps the parameters' dtype

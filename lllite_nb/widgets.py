@@ -16,8 +16,7 @@ from diffusers import StableDiffusionXLPipeline
 from matplotlib.figure import Figure
 from PIL import Image
 
-from .data import canny, to_rgb
-from .inference import prepare_guide
+from .images import canny, prepare_guide, tensor_to_image, to_rgb
 from .inject import ControlNetLLLite, diffusers_to_ldm
 from .module import DEPTH_STRIDES, check_cond_image, pad_to_stride
 from .train import encode_text, sdxl_time_ids
@@ -124,7 +123,7 @@ def pca_rgb(emb: torch.Tensor # (c, h, w) embedding
 
 # %% ../nbs/06_widgets.ipynb #068f7f5c
 def _show_guide(ax, g):
-    ax.imshow(((g[0].permute(1, 2, 0).float().cpu().numpy() + 1) / 2).clip(0, 1))
+    ax.imshow(tensor_to_image(g[0]))
     ax.set_title(f"guide {g.shape[-1]}×{g.shape[-2]}")
 
 def plot_conditioning(module, # an LLLiteModule

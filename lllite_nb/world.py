@@ -15,16 +15,17 @@ from PIL import Image, ImageDraw
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
-from .data import COLOURS, canny, draw_shapes_sample, to_rgb
+from .data import COLOURS, draw_shapes_sample
+from .images import canny, image_grid, to_rgb
 from .models import TINY_WEIGHT_FILES, TINY_WEIGHTS_DIR, TinySDXLConfig, tiny_pipeline
 from .train import diffusion_loss, encode_latents, encode_text, noise_scheduler, snr_weights
-from .weights import atomic_write
+from .tools import atomic_write
 
 # %% auto #0
 __all__ = ['WorldConfig', 'world_pool', 'step_generator', 'resumable_loop', 'vae_loss', 'train_vae', 'fold_latent_scale',
            'unet_loss', 'train_unet', 'save_tiny_weights', 'pretrain_world', 'main', 'colour_labels',
-           'background_colours', 'shape_kind', 'analyse_shapes', 'caption_agreement', 'quality_gate', 'image_grid',
-           'edge_f1', 'mask_iou', 'load_pairs', 'evaluate_control']
+           'background_colours', 'shape_kind', 'analyse_shapes', 'caption_agreement', 'quality_gate', 'edge_f1',
+           'mask_iou', 'load_pairs', 'evaluate_control']
 
 # %% ../nbs/07_world.ipynb #b5ac15aa
 @dataclass
@@ -305,20 +306,6 @@ def quality_gate(pipe, # a StableDiffusionXLPipeline of the tiny world
     agree = [caption_agreement(analyse_shapes(im), m) for im, m in zip(imgs, metas)]
     rates = {k: float(np.mean([a[k] for a in agree])) for k in ("colour", "shape", "both")}
     return dict(rates=rates, images=imgs, captions=caps, agree=[a["both"] for a in agree])
-
-# %% ../nbs/07_world.ipynb #d4eeb3c0
-def image_grid(images: list, # PIL images of one size
-               cols: int = 8, # images per row
-               marks: list | None = None) -> Image.Image: # per image: True (green frame), False (red), None (no frame)
-    "The images in a grid, each optionally framed green or red."
-    w, h = images[0].size; rows = math.ceil(len(images) / cols)
-    out = Image.new("RGB", (cols * w, rows * h), "white")
-    for i, im in enumerate(images):
-        x, y = (i % cols) * w, (i // cols) * h
-        out.paste(im.convert("RGB").resize((w, h)), (x, y))
-        if marks is not None and marks[i] is not None:
-            ImageDraw.Draw(out).rectangle([x, y, x + w - 1, y + h - 1], outline=(0, 200, 0) if marks[i] else (230, 0, 0), width=2)
-    return out
 
 # %% ../nbs/07_world.ipynb #fa734208
 def edge_f1(guide, # the guide: white edges on black (e.g. `canny(picture)`)

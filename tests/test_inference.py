@@ -10,8 +10,9 @@ from torch import nn
 
 from lllite_nb.inject import ControlNetLLLite
 from lllite_nb.models import load_pipeline
+from lllite_nb.images import prepare_guide
 from lllite_nb.inference import (GenerateConfig, LLLitePipeline, control_schedule, generate, kohya_ratio_to_end, main,
-                                 prepare_guide, read_png_parameters)
+                                 read_png_parameters)
 
 S = 64  # image side for most tests: 8x8 latents
 

@@ -7,7 +7,7 @@ import torch
 from diffusers import StableDiffusionXLPipeline
 from PIL import Image
 
-from lllite_nb.data import canny
+from lllite_nb.images import canny
 from lllite_nb.inference import LLLitePipeline
 from lllite_nb.inject import ControlNetLLLite
 from lllite_nb.models import build_meta_unet, load_pipeline, sdxl_unet_config

@@ -6,7 +6,8 @@ import pytest
 import torch
 from PIL import Image
 
-from lllite_nb.data import SHAPES, canny, draw_shapes_sample, render_shapes
+from lllite_nb.data import SHAPES, draw_shapes_sample, render_shapes
+from lllite_nb.images import canny
 from lllite_nb.models import (TINY_WEIGHT_FILES, TINY_WEIGHTS_DIR, TinySDXLConfig, load_tiny_weights, tiny_pipeline,
                               tiny_text_encoders, tiny_unet, tiny_vae)
 from lllite_nb.world import (WorldConfig, analyse_shapes, caption_agreement, edge_f1, evaluate_control, mask_iou,
