@@ -9,6 +9,7 @@ from typing import NamedTuple
 
 import torch
 from torch import nn
+from .models import TARGET_LAYERS
 from .module import LLLiteModule, check_cond_image
 
 # %% auto #0
@@ -62,8 +63,8 @@ class LLLiteTarget(NamedTuple):
     depth: int # 1, 2 or 3: which conditioning stack
     layer: nn.Linear # the layer itself
 
-TARGET_RE = re.compile(r"(down_blocks\.\d+\.attentions\.\d+|mid_block\.attentions\.0)"
-                       r"\.transformer_blocks\.\d+\.(attn1\.to_q|attn1\.to_k|attn1\.to_v|attn2\.to_q)")
+TARGET_RE = re.compile(r"(down_blocks\.\d+\.attentions\.\d+|mid_block\.attentions\.0)\.transformer_blocks\.\d+\."
+                       f"({'|'.join(map(re.escape, TARGET_LAYERS))})") # `TARGET_LAYERS` of the encoder's and middle's blocks
 
 def lllite_targets(unet: nn.Module) -> list[LLLiteTarget]: # a diffusers UNet2DConditionModel with SDXL's layout
     "kohya's default LLLite targets in `unet`: attn1 q/k/v and attn2 q of the encoder's and middle's transformers."

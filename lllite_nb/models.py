@@ -10,14 +10,15 @@ from pathlib import Path
 
 import torch
 from accelerate import init_empty_weights
-from diffusers import (AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel)
+from diffusers import (AutoencoderKL, DDPMScheduler, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel)
 from safetensors.torch import load_file
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
 # %% auto #0
-__all__ = ['TINY_WEIGHTS_DIR', 'TINY_WEIGHT_FILES', 'TOKENIZER_DIR', 'sdxl_unet_config', 'build_meta_unet', 'TinySDXLConfig',
-           'tiny_unet_config', 'load_tiny_weights', 'tiny_unet', 'attention_layout', 'make_tiny_tokenizer_files',
-           'clip_tokenizer', 'tiny_text_encoders', 'tiny_vae', 'sdxl_scheduler', 'tiny_pipeline', 'ModelSourceError',
+__all__ = ['TINY_WEIGHTS_DIR', 'TINY_WEIGHT_FILES', 'TARGET_LAYERS', 'TOKENIZER_DIR', 'sdxl_unet_config', 'build_meta_unet',
+           'TinySDXLConfig', 'tiny_unet_config', 'load_tiny_weights', 'tiny_unet', 'attention_layout',
+           'make_tiny_tokenizer_files', 'clip_tokenizer', 'tiny_text_encoders', 'tiny_vae', 'sdxl_scheduler',
+           'tiny_pipeline', 'encode_text', 'sdxl_time_ids', 'encode_latents', 'noise_scheduler', 'ModelSourceError',
            'load_pipeline']
 
 # %% ../nbs/00a_models.ipynb #ff1c40af
@@ -92,12 +93,14 @@ def tiny_unet(seed: int = 0, # seed of the random weights
     return unet
 
 # %% ../nbs/00a_models.ipynb #567f7a0b
+TARGET_LAYERS = ("attn1.to_q", "attn1.to_k", "attn1.to_v", "attn2.to_q") # the layers of a transformer block LLLite wraps
+
 def attention_layout(unet: UNet2DConditionModel) -> list:
-    "Sorted attention-layer paths of `unet`'s down and mid blocks, transformer-block index replaced by `*`."
+    "Sorted `TARGET_LAYERS` paths of `unet`'s down and mid blocks, transformer-block index replaced by `*`."
     paths = set()
     for name, mod in unet.named_modules():
         if isinstance(mod, torch.nn.Linear) and name.split('.')[0] in ('down_blocks', 'mid_block') \
-           and any(name.endswith(s) for s in ('attn1.to_q', 'attn1.to_k', 'attn1.to_v', 'attn2.to_q')):
+           and any(name.endswith(s) for s in TARGET_LAYERS):
             p = name.split('.')
             p[p.index('transformer_blocks') + 1] = '*'
             paths.add('.'.join(p))
@@ -180,6 +183,41 @@ def tiny_pipeline(cfg: TinySDXLConfig = TinySDXLConfig(), # sizes and seed
         tokenizer_2=clip_tokenizer(pad_token="!"), unet=tiny_unet(cfg.seed, cfg, pretrained), scheduler=sdxl_scheduler())
     pipe.set_progress_bar_config(disable=True)
     return pipe if dtype == torch.float32 else pipe.to(dtype=dtype)
+
+# %% ../nbs/00a_models.ipynb #b624dcb0
+def encode_text(pipe, # a StableDiffusionXLPipeline (its tokenizers and text encoders are used)
+                captions: list, # one caption per sample
+                device: torch.device | str = "cpu") -> tuple:
+    "(prompt embeddings (B, 77, D), pooled embeddings (B, P)) of `captions`, without classifier-free guidance."
+    with torch.no_grad():
+        emb, _, pooled, _ = pipe.encode_prompt(list(captions), device=torch.device(device), num_images_per_prompt=1,
+                                               do_classifier_free_guidance=False)
+    return emb, pooled
+
+# %% ../nbs/00a_models.ipynb #0efbe782
+def sdxl_time_ids(original_size: torch.Tensor, # (B, 2): the picture's size before resizing, (h, w)
+                  crop_top_left: torch.Tensor, # (B, 2): where the crop starts, (top, left)
+                  target_size: torch.Tensor, # (B, 2): the trained size, (h, w)
+                  dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    "SDXL's micro-conditioning `time_ids`, (B, 6), per sample."
+    return torch.cat([torch.as_tensor(t).reshape(-1, 2) for t in (original_size, crop_top_left, target_size)], 1).to(dtype)
+
+# %% ../nbs/00a_models.ipynb #641c24ff
+def encode_latents(vae, # the pipeline's AutoencoderKL
+                   images: torch.Tensor # (B, 3, H, W) in [-1, 1]
+                  ) -> torch.Tensor:
+    "Latents of `images`: the posterior mean times the VAE's scaling factor, NaNs as 0."
+    with torch.no_grad():
+        p = next(vae.parameters())
+        lat = vae.encode(images.to(p.device, p.dtype)).latent_dist.mean * vae.config.scaling_factor
+    return torch.nan_to_num(lat.float())
+
+# %% ../nbs/00a_models.ipynb #3e94bb80
+def noise_scheduler(v_parameterization: bool = False # target the velocity instead of the noise
+                   ) -> DDPMScheduler:
+    "SDXL's training noise schedule (kohya's): DDPM, scaled_linear 0.00085-0.012, 1000 steps."
+    return DDPMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000,
+                         clip_sample=False, prediction_type="v_prediction" if v_parameterization else "epsilon")
 
 # %% ../nbs/00a_models.ipynb #bb72be5a
 class ModelSourceError(ValueError):

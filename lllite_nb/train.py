@@ -22,15 +22,15 @@ from tqdm.auto import tqdm
 from .data import load_train_dataset, make_dataloader
 from .images import image_grid, prepare_guide, tensor_to_image
 from .inject import ControlNetLLLite
-from .models import load_pipeline
+from .models import encode_latents, encode_text, load_pipeline, noise_scheduler, sdxl_time_ids
 from .tools import atomic_write
 
 # %% auto #0
-__all__ = ['STATE_FILES', 'TrainConfig', 'TrainConfigError', 'check_config', 'encode_text', 'sdxl_time_ids', 'encode_latents',
-           'noise_scheduler', 'draw_noise', 'snr_weights', 'diffusion_loss', 'LLLiteUNet', 'training_loss',
-           'build_cache', 'batch_features', 'save_cache', 'load_cache', 'make_optimizer', 'make_lr_scheduler',
-           'ckpt_name', 'step_seed', 'save_train_state', 'load_train_state', 'SamplePrompt', 'parse_sample_prompts',
-           'render_samples', 'save_loss_plot', 'TrainResult', 'TrainingDivergedError', 'TrainRun', 'train']
+__all__ = ['STATE_FILES', 'TrainConfig', 'TrainConfigError', 'check_config', 'draw_noise', 'snr_weights', 'diffusion_loss',
+           'LLLiteUNet', 'training_loss', 'build_cache', 'batch_features', 'save_cache', 'load_cache', 'make_optimizer',
+           'make_lr_scheduler', 'ckpt_name', 'step_seed', 'save_train_state', 'load_train_state', 'SamplePrompt',
+           'parse_sample_prompts', 'render_samples', 'save_loss_plot', 'TrainResult', 'TrainingDivergedError',
+           'TrainRun', 'train']
 
 # %% ../nbs/04_train.ipynb #5f25f944
 @dataclass
@@ -125,41 +125,6 @@ def check_config(cfg: TrainConfig # the options to check
     if problems := _config_problems(cfg): raise TrainConfigError("invalid training options: " + "; ".join(problems))
     for k in ("dataset_config", "sample_prompts", "network_weights", "resume"):
         if getattr(cfg, k) and not Path(getattr(cfg, k)).exists(): raise FileNotFoundError(f"--{k} {getattr(cfg, k)} does not exist")
-
-# %% ../nbs/04_train.ipynb #b624dcb0
-def encode_text(pipe, # a StableDiffusionXLPipeline (its tokenizers and text encoders are used)
-                captions: list, # one caption per sample
-                device: torch.device | str = "cpu") -> tuple:
-    "(prompt embeddings (B, 77, D), pooled embeddings (B, P)) of `captions`, without classifier-free guidance."
-    with torch.no_grad():
-        emb, _, pooled, _ = pipe.encode_prompt(list(captions), device=torch.device(device), num_images_per_prompt=1,
-                                               do_classifier_free_guidance=False)
-    return emb, pooled
-
-# %% ../nbs/04_train.ipynb #0efbe782
-def sdxl_time_ids(original_size: torch.Tensor, # (B, 2): the picture's size before resizing, (h, w)
-                  crop_top_left: torch.Tensor, # (B, 2): where the crop starts, (top, left)
-                  target_size: torch.Tensor, # (B, 2): the trained size, (h, w)
-                  dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    "SDXL's micro-conditioning `time_ids`, (B, 6), per sample."
-    return torch.cat([torch.as_tensor(t).reshape(-1, 2) for t in (original_size, crop_top_left, target_size)], 1).to(dtype)
-
-# %% ../nbs/04_train.ipynb #641c24ff
-def encode_latents(vae, # the pipeline's AutoencoderKL
-                   images: torch.Tensor # (B, 3, H, W) in [-1, 1]
-                  ) -> torch.Tensor:
-    "Latents of `images`: the posterior mean times the VAE's scaling factor, NaNs as 0."
-    with torch.no_grad():
-        p = next(vae.parameters())
-        lat = vae.encode(images.to(p.device, p.dtype)).latent_dist.mean * vae.config.scaling_factor
-    return torch.nan_to_num(lat.float())
-
-# %% ../nbs/04_train.ipynb #3e94bb80
-def noise_scheduler(v_parameterization: bool = False # target the velocity instead of the noise
-                   ) -> DDPMScheduler:
-    "SDXL's training noise schedule (kohya's): DDPM, scaled_linear 0.00085-0.012, 1000 steps."
-    return DDPMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000,
-                         clip_sample=False, prediction_type="v_prediction" if v_parameterization else "epsilon")
 
 # %% ../nbs/04_train.ipynb #96204534
 def draw_noise(latents: torch.Tensor, # (B, C, h, w) clean latents

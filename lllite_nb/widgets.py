@@ -19,7 +19,7 @@ from PIL import Image
 from .images import canny, prepare_guide, tensor_to_image, to_rgb
 from .inject import ControlNetLLLite, diffusers_to_ldm
 from .module import DEPTH_STRIDES, check_cond_image, pad_to_stride
-from .train import encode_text, sdxl_time_ids
+from .models import TARGET_LAYERS, encode_text, sdxl_time_ids
 
 # %% auto #0
 __all__ = ['PROJ_NAMES', 'DEPTH_GRID', 'GROUPS', 'ModuleKey', 'module_keys', 'module_options', 'guide_batch', 'conditioning_maps',

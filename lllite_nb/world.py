@@ -17,8 +17,9 @@ from tqdm.auto import tqdm
 
 from .data import COLOURS, draw_shapes_sample
 from .images import canny, image_grid, to_rgb
-from .models import TINY_WEIGHT_FILES, TINY_WEIGHTS_DIR, TinySDXLConfig, tiny_pipeline
-from .train import diffusion_loss, encode_latents, encode_text, noise_scheduler, snr_weights
+from .models import (TINY_WEIGHT_FILES, TINY_WEIGHTS_DIR, TinySDXLConfig, encode_latents, encode_text, noise_scheduler,
+                              sdxl_time_ids, tiny_pipeline)
+from .train import diffusion_loss, snr_weights
 from .tools import atomic_write
 
 # %% auto #0
@@ -167,7 +168,8 @@ def train_unet(unet, latents: torch.Tensor, emb: torch.Tensor, pooled: torch.Ten
     lr = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / cfg.warmup_steps,
                                                           max(0.0, (cfg.unet_steps - s) / max(1, cfg.unet_steps - cfg.unet_decay_from))))
     sched, size = noise_scheduler(), cfg.size
-    tid = torch.tensor([[size, size, 0, 0, size, size]], dtype=torch.float32).expand(cfg.unet_batch, 6)
+    hw = torch.tensor([[size, size]])
+    tid = sdxl_time_ids(hw, torch.zeros_like(hw), hw).expand(cfg.unet_batch, 6)
     def step(s):
         g = step_generator(cfg.seed, s)
         i = torch.randint(0, len(latents), (cfg.unet_batch,), generator=g)

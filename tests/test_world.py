@@ -12,7 +12,7 @@ from lllite_nb.models import (TINY_WEIGHT_FILES, TINY_WEIGHTS_DIR, TinySDXLConfi
                               tiny_text_encoders, tiny_unet, tiny_vae)
 from lllite_nb.world import (WorldConfig, analyse_shapes, caption_agreement, edge_f1, evaluate_control, mask_iou,
                              resumable_loop, step_generator, train_unet, train_vae, unet_loss, world_pool)
-from lllite_nb.train import noise_scheduler
+from lllite_nb.models import noise_scheduler
 
 
 def _parts(pretrained):
