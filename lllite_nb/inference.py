@@ -21,6 +21,7 @@ from .images import PREPROCESSORS, prepare_guide
 from .inject import ControlNetLLLite
 from .models import load_pipeline
 from .tools import atomic_write
+from .weights import load_network # (also gives ControlNetLLLite its from_file)
 
 # %% auto #0
 __all__ = ['control_schedule', 'kohya_ratio_to_end', 'match_guide_batch', 'count_steps', 'pipeline_guides', 'LLLitePipeline',

@@ -9,12 +9,13 @@ from typing import NamedTuple
 
 import torch
 from torch import nn
+from fastcore.basics import patch
 from .models import TARGET_LAYERS
 from .module import LLLiteModule, check_cond_image
 
 # %% auto #0
 __all__ = ['BLOCK_TABLE', 'TARGET_RE', 'diffusers_to_ldm', 'ldm_to_diffusers', 'lllite_name', 'lllite_depth', 'LLLiteTarget',
-           'lllite_targets', 'LLLiteStateDictError', 'check_state_dict', 'ControlNetLLLite']
+           'lllite_targets', 'ControlNetLLLite', 'LLLiteStateDictError', 'check_state_dict']
 
 # %% ../nbs/01_inject.ipynb #cd2b9760
 BLOCK_TABLE = ( # (diffusers prefix, -> LDM prefix, LDM prefix, -> diffusers prefix): SDXL's layout, 2 layers per level
@@ -79,27 +80,6 @@ def lllite_targets(unet: nn.Module) -> list[LLLiteTarget]: # a diffusers UNet2DC
         out.append(LLLiteTarget(lllite_name(n), n, ldm, lllite_depth(ldm), m))
     return out
 
-# %% ../nbs/01_inject.ipynb #3bf341cb
-class LLLiteStateDictError(ValueError):
-    "A state dict whose keys or shapes do not match the LLLite network."
-
-def _some(xs, n=3): return ", ".join(xs[:n]) + (", ..." if len(xs) > n else "")
-
-def check_state_dict(expected: dict, # key -> shape the network has
-                     sd: dict, # key -> tensor to load
-                     strict: bool = True, # also refuse missing and unexpected keys (wrong shapes always fail)
-                     what: str = "state dict") -> None: # how to name `sd` in the error
-    "Raise LLLiteStateDictError listing missing, unexpected and wrongly shaped keys of `sd`."
-    missing = [k for k in expected if k not in sd]
-    unexpected = [k for k in sd if k not in expected]
-    shaped = [f"{k} {list(sd[k].shape)} (expected {list(s)})" for k, s in expected.items()
-              if k in sd and tuple(sd[k].shape) != tuple(s)]
-    if not shaped and not (strict and (missing or unexpected)): return
-    parts = [f"{len(missing)} missing keys ({_some(missing)})" if missing else "",
-             f"{len(unexpected)} unexpected keys ({_some(unexpected)})" if unexpected else "",
-             f"{len(shaped)} wrongly shaped keys ({_some(shaped)})" if shaped else ""]
-    raise LLLiteStateDictError(f"{what} does not match the LLLite network: " + "; ".join(p for p in parts if p))
-
 # %% ../nbs/01_inject.ipynb #68271f32
 class ControlNetLLLite(nn.Module):
     "kohya's ControlNet-LLLite for a diffusers SDXL UNet: one LLLiteModule per target, kohya's state-dict keys."
@@ -121,53 +101,71 @@ class ControlNetLLLite(nn.Module):
         return dict(self.named_children())
 
     @property
-    def applied(self) -> bool: return bool(self._hooks)
-
-    def apply_to(self) -> dict:
-        "Hook every module into its layer; returns {diffusers path: wrapped nn.Linear}. Error if already applied."
-        if self._hooks: raise RuntimeError("ControlNetLLLite.apply_to(): already applied; call restore() first")
-        for name, m in self.lllite_modules.items():
-            self._hooks[name] = m.org_module[0].register_forward_pre_hook(_lllite_pre_hook(m), prepend=True)
-        return {m.target_name: m.org_module[0] for m in self.lllite_modules.values()}
-
-    def restore(self) -> None:
-        "Remove the hooks: the UNet is exactly as before `apply_to()`. No-op when not applied."
-        for h in self._hooks.values(): h.remove()
-        self._hooks = {}
-
-    def set_cond_image(self, img: torch.Tensor | None): # (B,3,H,W) in [-1,1], H, W multiples of 8; None: control off
-        "Validate `img` once and cache every module's embedding of it (with autograd if grad is enabled)."
-        if img is not None: check_cond_image(img)
-        for m in self.lllite_modules.values(): m._embed(img) if img is not None else m.set_cond_image(None)
-
-    def set_multiplier(self, s: float): # residual scale for every module; 0 is an exact passthrough
-        "Set the multiplier of every module (also `net.multiplier = s`)."
-        self._multiplier = s
-        for m in self.lllite_modules.values(): m.multiplier = s
+    def applied(self) -> bool: return bool(self._hooks) # hooked into the UNet?
 
     @property
-    def multiplier(self) -> float: return self._multiplier
+    def multiplier(self) -> float: return self._multiplier # the strength of every module, see `set_multiplier`
     @multiplier.setter
     def multiplier(self, s: float): self.set_multiplier(s)
 
-    def load_state_dict(self, sd: dict, strict: bool = True, assign: bool = False):
-        "Load kohya-keyed weights; mismatches raise LLLiteStateDictError listing keys (wrong shapes even if not strict)."
-        check_state_dict({k: v.shape for k, v in self.state_dict().items()}, sd, strict)
-        return super().load_state_dict(sd, strict=strict, assign=assign)
-
-    def save(self, path, dtype: torch.dtype = torch.float16, metadata: dict | None = None):
-        "Write kohya-format safetensors, atomically (see `lllite_nb.weights.save_weights`)."
-        from lllite_nb.weights import save_weights
-        return save_weights(self, path, dtype, metadata)
-
-    @classmethod
-    def from_file(cls, unet: nn.Module, path) -> ControlNetLLLite:
-        "A network for `unet` with dims detected from, and weights strictly loaded from, a kohya-format file."
-        from lllite_nb.weights import load_network
-        return load_network(cls, unet, path)
-
+# %% ../nbs/01_inject.ipynb #bf4316ab
 def _lllite_pre_hook(m: LLLiteModule):
     def hook(layer, args):
         r = m.residual(args[0])
         return None if r is None else (args[0] + r, *args[1:])
     return hook
+
+@patch
+def apply_to(self: ControlNetLLLite) -> dict:
+    "Hook every module into its layer; returns {diffusers path: wrapped nn.Linear}. Error if already applied."
+    if self._hooks: raise RuntimeError("ControlNetLLLite.apply_to(): already applied; call restore() first")
+    for name, m in self.lllite_modules.items():
+        self._hooks[name] = m.org_module[0].register_forward_pre_hook(_lllite_pre_hook(m), prepend=True)
+    return {m.target_name: m.org_module[0] for m in self.lllite_modules.values()}
+
+@patch
+def restore(self: ControlNetLLLite) -> None:
+    "Remove the hooks: the UNet is exactly as before `apply_to()`. No-op when not applied."
+    for h in self._hooks.values(): h.remove()
+    self._hooks = {}
+
+# %% ../nbs/01_inject.ipynb #ccf4bce1
+@patch
+def set_cond_image(self: ControlNetLLLite, img: torch.Tensor | None): # (B,3,H,W) in [-1,1], H, W multiples of 8; None: control off
+    "Validate `img` once and cache every module's embedding of it (with autograd if grad is enabled)."
+    if img is not None: check_cond_image(img)
+    for m in self.lllite_modules.values(): m._embed(img) if img is not None else m.set_cond_image(None)
+
+@patch
+def set_multiplier(self: ControlNetLLLite, s: float): # residual scale for every module; 0 is an exact passthrough
+    "Set the multiplier of every module (also `net.multiplier = s`)."
+    self._multiplier = s
+    for m in self.lllite_modules.values(): m.multiplier = s
+
+# %% ../nbs/01_inject.ipynb #3bf341cb
+class LLLiteStateDictError(ValueError):
+    "A state dict whose keys or shapes do not match the LLLite network."
+
+def _some(xs, n=3): return ", ".join(xs[:n]) + (", ..." if len(xs) > n else "")
+
+def check_state_dict(expected: dict, # key -> shape the network has
+                     sd: dict, # key -> tensor to load
+                     strict: bool = True, # also refuse missing and unexpected keys (wrong shapes always fail)
+                     what: str = "state dict") -> None: # how to name `sd` in the error
+    "Raise LLLiteStateDictError listing missing, unexpected and wrongly shaped keys of `sd`."
+    missing = [k for k in expected if k not in sd]
+    unexpected = [k for k in sd if k not in expected]
+    shaped = [f"{k} {list(sd[k].shape)} (expected {list(s)})" for k, s in expected.items()
+              if k in sd and tuple(sd[k].shape) != tuple(s)]
+    if not shaped and not (strict and (missing or unexpected)): return
+    parts = [f"{len(missing)} missing keys ({_some(missing)})" if missing else "",
+             f"{len(unexpected)} unexpected keys ({_some(unexpected)})" if unexpected else "",
+             f"{len(shaped)} wrongly shaped keys ({_some(shaped)})" if shaped else ""]
+    raise LLLiteStateDictError(f"{what} does not match the LLLite network: " + "; ".join(p for p in parts if p))
+
+# %% ../nbs/01_inject.ipynb #717bb83d
+@patch
+def load_state_dict(self: ControlNetLLLite, sd: dict, strict: bool = True, assign: bool = False):
+    "Load kohya-keyed weights; mismatches raise LLLiteStateDictError listing keys (wrong shapes even if not strict)."
+    check_state_dict({k: v.shape for k, v in self.state_dict().items()}, sd, strict)
+    return super(ControlNetLLLite, self).load_state_dict(sd, strict=strict, assign=assign)

@@ -7,9 +7,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['DEPTH_STRIDES', 'RANGE_EPS', 'conditioning_stack', 'pad_to_stride', 'check_cond_image', 'LLLiteModule']
+__all__ = ['DEPTH_STRIDES', 'RANGE_EPS', 'conditioning_stack', 'pad_to_stride', 'check_cond_image', 'LLLiteModule', 'randomize_',
+           'reference_forward']
 
 # %% ../nbs/00_module.ipynb #37b93a5f
 DEPTH_STRIDES = {1: 8, 2: 16, 3: 32} # depth -> pixels per token side of the conditioning grid
@@ -75,41 +77,6 @@ class LLLiteModule(nn.Module):
         self.cond_emb = self.cond_grid = self.cond_size = None # cached (B, h*w, c) tokens, (h, w), image (H, W)
         self.lllite_name = self.target_name = None # set by ControlNetLLLite: kohya name, diffusers path
 
-    def set_cond_image(self, img: torch.Tensor | None): # (B,3,H,W) in [-1,1], H, W multiples of 8; None: control off
-        "Compute and cache the conditioning embedding of `img` (with autograd if grad is enabled)."
-        if img is None: self.cond_emb = self.cond_grid = self.cond_size = None; return
-        check_cond_image(img, f"{self._name()}: conditioning image")
-        self._embed(img)
-
-    def _embed(self, img):
-        w = self.conditioning1[0].weight
-        e = self.conditioning1(pad_to_stride(img.to(device=w.device, dtype=w.dtype), DEPTH_STRIDES[self.depth]))
-        b, c, h, wd = e.shape
-        self.cond_emb = e.view(b, c, h * wd).permute(0, 2, 1) # row-major (h, w) tokens, as diffusers flattens
-        self.cond_grid, self.cond_size = (h, wd), tuple(img.shape[-2:])
-
-    def _tokens_for(self, x):
-        (h, w), b, d = self.cond_grid, self.cond_emb.shape[0], self.org_module[0].in_features
-        if x.dim() != 3 or x.shape[-1] != d:
-            raise ValueError(f"{self._name()}: layer input must be (N, T, {d}) tokens, got {tuple(x.shape)}")
-        if x.shape[1] != h * w:
-            raise ValueError(f"{self._name()}: expected a {h}x{w} token grid ({h * w} tokens, from the {self.cond_size[0]}x"
-                             f"{self.cond_size[1]} conditioning image at depth {self.depth}), got {x.shape[1]} tokens: "
-                             "is the conditioning image at the generated image's pixel size?")
-        if x.shape[0] % b:
-            raise ValueError(f"{self._name()}: batch of {x.shape[0]} is not a multiple of the conditioning batch of {b}")
-        return self.cond_emb if x.shape[0] == b else self.cond_emb.repeat(x.shape[0] // b, 1, 1) # CFG: whole-batch
-
-    def residual(self, x: torch.Tensor) -> torch.Tensor | None: # x: (N, T, d) input tokens of the wrapped layer
-        "`multiplier * up(dropout(mid([E; down(x)])))` in x's dtype, or None when control is off."
-        if self.multiplier == 0 or self.cond_emb is None: return None
-        e, (down, mid, up) = self._tokens_for(x), (self.down[0], self.mid[0], self.up[0])
-        h = F.relu(F.linear(x.to(down.weight.dtype), down.weight, down.bias)) # = self.down(x), minus module-call overhead
-        h = F.relu(F.linear(torch.cat([e.to(h.dtype), h], dim=-1), mid.weight, mid.bias)) # conditioning first
-        if self.training and self.dropout > 0: h = F.dropout(h, p=self.dropout)
-        r = F.linear(h, up.weight, up.bias)
-        return (r if self.multiplier == 1 else r * self.multiplier).to(x.dtype) # r * 1.0 == r: skip the pass
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         "The wrapped layer applied to `x + residual(x)`; exactly `org(x)` when control is off."
         r, org = self.residual(x), self.org_module[0]
@@ -117,3 +84,72 @@ class LLLiteModule(nn.Module):
 
     def _name(self): return self.lllite_name or f"LLLiteModule(depth={self.depth})"
     def extra_repr(self): return f"depth={self.depth}, multiplier={self.multiplier}, target={self.target_name}"
+
+# %% ../nbs/00_module.ipynb #8e81c2d2
+@patch
+def set_cond_image(self: LLLiteModule, img: torch.Tensor | None): # (B,3,H,W) in [-1,1], H, W multiples of 8; None: control off
+    "Compute and cache the conditioning embedding of `img` (with autograd if grad is enabled)."
+    if img is None: self.cond_emb = self.cond_grid = self.cond_size = None; return
+    check_cond_image(img, f"{self._name()}: conditioning image")
+    self._embed(img)
+
+@patch
+def _embed(self: LLLiteModule, img):
+    w = self.conditioning1[0].weight
+    e = self.conditioning1(pad_to_stride(img.to(device=w.device, dtype=w.dtype), DEPTH_STRIDES[self.depth]))
+    b, c, h, wd = e.shape
+    self.cond_emb = e.view(b, c, h * wd).permute(0, 2, 1) # row-major (h, w) tokens, as diffusers flattens
+    self.cond_grid, self.cond_size = (h, wd), tuple(img.shape[-2:])
+
+# %% ../nbs/00_module.ipynb #1db7356e
+@patch
+def _tokens_for(self: LLLiteModule, x):
+    (h, w), b, d = self.cond_grid, self.cond_emb.shape[0], self.org_module[0].in_features
+    if x.dim() != 3 or x.shape[-1] != d:
+        raise ValueError(f"{self._name()}: layer input must be (N, T, {d}) tokens, got {tuple(x.shape)}")
+    if x.shape[1] != h * w:
+        raise ValueError(f"{self._name()}: expected a {h}x{w} token grid ({h * w} tokens, from the {self.cond_size[0]}x"
+                         f"{self.cond_size[1]} conditioning image at depth {self.depth}), got {x.shape[1]} tokens: "
+                         "is the conditioning image at the generated image's pixel size?")
+    if x.shape[0] % b:
+        raise ValueError(f"{self._name()}: batch of {x.shape[0]} is not a multiple of the conditioning batch of {b}")
+    return self.cond_emb if x.shape[0] == b else self.cond_emb.repeat(x.shape[0] // b, 1, 1) # CFG: whole-batch
+
+# %% ../nbs/00_module.ipynb #9086e373
+@patch
+def residual(self: LLLiteModule, x: torch.Tensor) -> torch.Tensor | None: # x: (N, T, d) input tokens of the wrapped layer
+    "`multiplier * up(dropout(mid([E; down(x)])))` in x's dtype, or None when control is off."
+    if self.multiplier == 0 or self.cond_emb is None: return None
+    e, (down, mid, up) = self._tokens_for(x), (self.down[0], self.mid[0], self.up[0])
+    h = F.relu(F.linear(x.to(down.weight.dtype), down.weight, down.bias)) # = self.down(x), minus module-call overhead
+    h = F.relu(F.linear(torch.cat([e.to(h.dtype), h], dim=-1), mid.weight, mid.bias)) # conditioning first
+    if self.training and self.dropout > 0: h = F.dropout(h, p=self.dropout)
+    r = F.linear(h, up.weight, up.bias)
+    return (r if self.multiplier == 1 else r * self.multiplier).to(x.dtype) # r * 1.0 == r: skip the pass
+
+# %% ../nbs/00_module.ipynb #378150cd
+def randomize_(m: nn.Module, # a module or network; every parameter is overwritten in place
+               seed: int = 0, # seed of the generator
+               scale: float = 0.2) -> nn.Module: # standard deviation of the normal draws
+    "Fill every parameter of `m` with seeded normal noise (so a fresh `up` is no longer zero); returns `m`."
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in m.parameters(): p.copy_(torch.randn(p.shape, generator=g) * scale)
+    return m
+
+def reference_forward(x: torch.Tensor, img: torch.Tensor, # layer input (N, T, d); guide (B, 3, H, W), sides multiples of the stride
+                      sd: dict, depth: int, org: nn.Linear, # a module's state dict and depth; the wrapped layer
+                      s: float = 1.0) -> torch.Tensor: # the multiplier
+    "The spec's formula with F.conv2d / F.linear on a state dict: an independent LLLite forward, for checks."
+    convs = {1: [(0, 4), (2, 2)], 2: [(0, 4), (2, 4)], 3: [(0, 4), (2, 4), (4, 2)]}[depth]
+    e = img
+    for i, (idx, k) in enumerate(convs):
+        e = F.conv2d(e, sd[f'conditioning1.{idx}.weight'], sd[f'conditioning1.{idx}.bias'], stride=k)
+        if i < len(convs) - 1: e = F.relu(e)
+    b, c, h, w = e.shape
+    e = e.reshape(b, c, h * w).transpose(1, 2)  # tokens row-major
+    e = torch.cat([e] * (x.shape[0] // b))      # CFG: whole-batch tiling
+    hdn = F.relu(F.linear(x, sd['down.0.weight'], sd['down.0.bias']))
+    hdn = F.relu(F.linear(torch.cat([e, hdn], -1), sd['mid.0.weight'], sd['mid.0.bias']))
+    r = F.linear(hdn, sd['up.0.weight'], sd['up.0.bias']) * s
+    return F.linear(x + r, org.weight, org.bias)

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
+from fastcore.basics import patch
 from .inject import ControlNetLLLite, LLLiteStateDictError
 from .tools import atomic_write
 
@@ -45,6 +46,14 @@ def save_weights(net: ControlNetLLLite, # the network to save
     meta.update({k: v if isinstance(v, str) else str(v) for k, v in (metadata or {}).items()})
     meta.update({k: v for k, v in lllite_metadata(net).items() if k.startswith("lllite.")})
     return atomic_write(path, lambda tmp: save_file(sd, str(tmp), metadata=meta))
+
+# %% ../nbs/02_weights.ipynb #caea361f
+@patch
+def save(self: ControlNetLLLite, path, # the .safetensors file to write
+         dtype: torch.dtype = torch.float16, # dtype on disk (kohya's published files: fp16)
+         metadata: dict | None = None) -> Path: # extra or overriding metadata
+    "Write kohya-format safetensors, atomically (see `save_weights`)."
+    return save_weights(self, path, dtype, metadata)
 
 # %% ../nbs/02_weights.ipynb #2127257a
 class LLLiteFileError(ValueError):
@@ -86,3 +95,10 @@ def load_network(cls: type, # ControlNetLLLite (or a subclass)
     except LLLiteStateDictError as e: raise LLLiteStateDictError(f"{path}: {e}") from None
     net.file_metadata = meta
     return net
+
+# %% ../nbs/02_weights.ipynb #4b19f38c
+@patch(cls_method=True)
+def from_file(cls: ControlNetLLLite, unet: torch.nn.Module, # the diffusers SDXL UNet the network is for
+              path) -> ControlNetLLLite: # a kohya-format LLLite .safetensors file
+    "A network for `unet` with dims detected from, and weights strictly loaded from, a kohya-format file."
+    return load_network(cls, unet, path)

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lllite_nb.module import LLLiteModule, check_cond_image, pad_to_stride
+from lllite_nb.module import LLLiteModule, check_cond_image, pad_to_stride, randomize_, reference_forward as reference
 from lllite_nb.inject import (ControlNetLLLite, LLLiteStateDictError, diffusers_to_ldm, ldm_to_diffusers,
                               lllite_depth, lllite_targets)
 from lllite_nb.models import build_meta_unet, sdxl_unet_config, tiny_unet, load_pipeline
@@ -27,26 +27,6 @@ def ref():
 @pytest.fixture(scope="module")
 def meta_net():
     return ControlNetLLLite(build_meta_unet(sdxl_unet_config()), cond_emb_dim=32, network_dim=64)
-
-def randomize_(m, seed=0, scale=0.2):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in m.parameters(): p.copy_(torch.randn(p.shape, generator=g) * scale)
-    return m
-
-def reference(x, img, sd, depth, org, s=1.0):
-    "The spec's formula with plain tensor ops: conv stack, row-major tokens, whole-batch tiling, cond-first concat."
-    convs = {1: [(0, 4), (2, 2)], 2: [(0, 4), (2, 4)], 3: [(0, 4), (2, 4), (4, 2)]}[depth]
-    e = img
-    for i, (idx, k) in enumerate(convs):
-        e = F.conv2d(e, sd[f"conditioning1.{idx}.weight"], sd[f"conditioning1.{idx}.bias"], stride=k)
-        if i < len(convs) - 1: e = F.relu(e)
-    b, c, h, w = e.shape
-    e = e.reshape(b, c, h * w).transpose(1, 2)
-    e = torch.cat([e] * (x.shape[0] // b))
-    hd = F.relu(F.linear(x, sd["down.0.weight"], sd["down.0.bias"]))
-    hd = F.relu(F.linear(torch.cat([e, hd], -1), sd["mid.0.weight"], sd["mid.0.bias"]))
-    return F.linear(x + s * F.linear(hd, sd["up.0.weight"], sd["up.0.bias"]), org.weight, org.bias)
 
 def unet_inputs(b=2, hw=(8, 8), seed=0):
     g = torch.Generator().manual_seed(seed)
