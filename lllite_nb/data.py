@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_data.ipynb #61863857
 from __future__ import annotations
-import difflib, io, json, math, os, shutil, warnings
+import difflib, io, json, math, os, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,179 +12,19 @@ import cv2
 import datasets
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image
 from tqdm.auto import tqdm
 
-from .images import get_preprocessor, image_to_tensor, to_rgb
-from .tools import atomic_write
+from .images import image_to_tensor, to_rgb
 
 try: import tomllib
 except ModuleNotFoundError: tomllib = None  # Python 3.10: `read_dataset_config` asks for `pip install tomli`
 
 # %% auto #0
-__all__ = ['COLOURS', 'SHAPES', 'IMAGE_EXTENSIONS', 'render_shapes', 'shapes_caption', 'draw_shapes_sample', 'write_pairs',
-           'write_dataset_toml', 'make_shapes_dataset', 'make_data_samples', 'make_synthetic_dataset',
-           'parse_resolution', 'SubsetConfig', 'DatasetConfig', 'read_dataset_config', 'DatasetError', 'pair_subset',
-           'kohya_dataset', 'load_hf_dataset', 'make_bucket_resolutions', 'bucket_list', 'select_bucket',
+__all__ = ['IMAGE_EXTENSIONS', 'parse_resolution', 'SubsetConfig', 'DatasetConfig', 'read_dataset_config', 'DatasetError',
+           'pair_subset', 'kohya_dataset', 'load_hf_dataset', 'make_bucket_resolutions', 'bucket_list', 'select_bucket',
            'bucket_geometry', 'resize_and_crop', 'LLLiteDataset', 'load_train_dataset', 'BucketBatchSampler',
            'collate_samples', 'BucketDataLoader', 'make_dataloader']
-
-# %% ../nbs/03_data.ipynb #cadc311c
-COLOURS = {'red': (220, 40, 40), 'green': (40, 170, 60), 'blue': (40, 80, 220), 'yellow': (240, 210, 40),
-           'orange': (245, 140, 30), 'purple': (140, 60, 180), 'pink': (240, 130, 180), 'white': (245, 245, 245),
-           'black': (20, 20, 20), 'grey': (128, 128, 128)} # name -> RGB, for shapes and backgrounds
-SHAPES = ('circle', 'square', 'triangle', 'star')
-
-def _outline(shape, cx, cy, r):
-    "Polygon points (or the circle's box) of `shape` with centre (cx, cy) and half-size r."
-    if shape == 'circle': return [cx - r, cy - r, cx + r, cy + r]
-    n, radii = {'square': (4, [r * 2 ** 0.5]), 'triangle': (3, [r * 1.15]), 'star': (5, [r * 1.1, r * 0.45])}[shape]
-    start = -math.pi / 4 if shape == 'square' else -math.pi / 2
-    k = n * len(radii)
-    return [(cx + radii[j % len(radii)] * math.cos(start + 2 * math.pi * j / k),
-             cy + radii[j % len(radii)] * math.sin(start + 2 * math.pi * j / k)) for j in range(k)]
-
-# %% ../nbs/03_data.ipynb #cce290e9
-def render_shapes(meta: dict, # as made by `draw_shapes_sample`
-                  colours: dict = COLOURS, # colour names -> RGB
-                  ss: int = 4) -> Image.Image: # supersampling factor
-    "Draw the picture that `meta` describes: background (plain or split in two), then the shapes in order."
-    s = meta['size'] * ss
-    img = Image.new('RGB', (s, s), colours[meta['background'][0]]); d = ImageDraw.Draw(img)
-    if meta['split'] == 'vertical': d.rectangle([meta['split_at'] * ss, 0, s, s], fill=colours[meta['background'][1]])
-    if meta['split'] == 'horizontal': d.rectangle([0, meta['split_at'] * ss, s, s], fill=colours[meta['background'][1]])
-    for o in meta['shapes']:
-        pts = _outline(o['shape'], o['center'][0] * ss, o['center'][1] * ss, o['radius'] * ss)
-        if o['shape'] == 'circle': d.ellipse(pts, fill=colours[o['colour']])
-        else: d.polygon(pts, fill=colours[o['colour']])
-    return img.reduce(ss)
-
-def _a(words: str) -> str: return ('an ' if words[0] in 'aeiou' else 'a ') + words
-
-def shapes_caption(meta: dict) -> str:
-    "Words for `meta`, e.g. 'a red circle and a blue square on a grey background'."
-    things = [f"{o['colour']} {o['shape']}" for o in meta['shapes']]
-    if len(things) == 2 and things[0] == things[1]: what = f"two {things[0]}s"
-    else: what = ' and '.join(_a(t) for t in things)
-    return f"{what} on {_a(' and '.join(meta['background']))} background"
-
-# %% ../nbs/03_data.ipynb #cf83f88a
-def _luma(c): return 0.299 * c[0] + 0.587 * c[1] + 0.114 * c[2]
-
-def draw_shapes_sample(rng: np.random.Generator, # the only source of randomness
-                       size: int = 128, # picture side in pixels
-                       max_shapes: int = 2, # 1..max_shapes shapes
-                       shapes: tuple = SHAPES, colours: dict = COLOURS, # what may be drawn
-                       min_contrast: float = 50.0) -> tuple: # least brightness difference shape/background
-    "One random picture of shapes: (PIL image, caption, metadata). Same generator state, same picture."
-    names = list(colours)
-    while True:
-        bg = [names[rng.integers(len(names))]]
-        split = [None, None, 'vertical', 'horizontal'][rng.integers(4)]
-        if split: bg.append(names[rng.integers(len(names))])
-        ok = [n for n in names if all(abs(_luma(colours[n]) - _luma(colours[b])) >= min_contrast for b in bg)]
-        if ok and len(set(bg)) == len(bg): break
-    meta = dict(size=size, background=bg, split=split, split_at=int(rng.integers(size * 3 // 10, size * 7 // 10)), shapes=[])
-    for _ in range(int(rng.integers(1, max_shapes + 1))):
-        for _ in range(20):  # a few tries to keep shapes from covering each other
-            r = round(float(rng.uniform(0.12, 0.26)) * size, 2)
-            c = [round(float(v), 2) for v in rng.uniform(r + 1, size - r - 1, 2)]
-            if all(math.dist(c, o['center']) >= 0.9 * (r + o['radius']) for o in meta['shapes']): break
-        meta['shapes'].append(dict(shape=shapes[rng.integers(len(shapes))], colour=ok[rng.integers(len(ok))], center=c, radius=r))
-    return render_shapes(meta, colours), shapes_caption(meta), meta
-
-# %% ../nbs/03_data.ipynb #f6e166dd
-def write_pairs(out_dir: str | Path, # folder to create (or empty)
-                pairs, # iterable of (image, conditioning image, caption)
-                n: int | None = None, # number of pairs, for the progress bar
-                overwrite: bool = False, # replace the images/ and conditioning/ folders already there
-                desc: str = 'writing pairs') -> Path:
-    "Write pairs as images/NNNN.png + NNNN.txt, conditioning/NNNN.png and metadata.jsonl."
-    out = Path(out_dir)
-    for sub in ('images', 'conditioning'):
-        if (out / sub).exists() and any((out / sub).iterdir()):
-            if not overwrite: raise FileExistsError(f"{out / sub} is not empty; choose another folder or pass overwrite=True")
-            shutil.rmtree(out / sub)
-    rows = []
-    for i, (img, cond, caption) in enumerate(tqdm(pairs, total=n, desc=desc)):
-        name = f'{i:04d}'
-        atomic_write(out / 'images' / f'{name}.png', lambda p: to_rgb(img).save(p, format='PNG'))
-        atomic_write(out / 'images' / f'{name}.txt', lambda p: p.write_text(caption + '\n', encoding='utf-8'))
-        atomic_write(out / 'conditioning' / f'{name}.png', lambda p: to_rgb(cond).save(p, format='PNG'))
-        rows.append(dict(file_name=f'images/{name}.png', conditioning_image_file_name=f'conditioning/{name}.png', text=caption))
-    if not rows: raise ValueError("no pairs to write")
-    atomic_write(out / 'metadata.jsonl', lambda p: p.write_text(''.join(json.dumps(r) + '\n' for r in rows), encoding='utf-8'))
-    return out
-
-# %% ../nbs/03_data.ipynb #4590ae09
-def write_dataset_toml(path: str | Path, # the .toml file to write
-                       image_dir: str, conditioning_data_dir: str, # relative to the toml's folder, or absolute
-                       resolution: int | tuple = 128, # int or (width, height)
-                       batch_size: int = 4, caption_extension: str = '.txt', num_repeats: int = 1) -> Path:
-    "Write a kohya-style dataset config with one dataset and one subset."
-    w, h = (resolution, resolution) if isinstance(resolution, int) else resolution
-    reso = str(w) if w == h else f'[{w}, {h}]'
-    text = (f"# A kohya-style ControlNet-LLLite dataset config. lllite-nb resolves relative paths against this file's folder.\n"
-            f"[general]\nenable_bucket = false\n\n[[datasets]]\nresolution = {reso}\nbatch_size = {batch_size}\n\n"
-            f"  [[datasets.subsets]]\n  image_dir = {json.dumps(str(image_dir))}\n"
-            f"  conditioning_data_dir = {json.dumps(str(conditioning_data_dir))}\n"
-            f"  caption_extension = {json.dumps(caption_extension)}\n  num_repeats = {num_repeats}\n")
-    atomic_write(Path(path), lambda p: p.write_text(text, encoding='utf-8'))
-    return Path(path)
-
-# %% ../nbs/03_data.ipynb #aa6758a8
-def make_shapes_dataset(out_dir: str | Path, # folder to write
-                        n: int, # number of pictures
-                        seed: int = 0, # picture i comes from np.random.default_rng([seed, i])
-                        size: int = 128, # picture side in pixels
-                        preprocessor: str | callable = 'canny', # makes the conditioning image
-                        overwrite: bool = False, toml: bool = True) -> Path: # toml: also write out_dir/dataset.toml
-    "Write `n` seeded shapes pictures, their conditioning images and captions (kohya layout + metadata.jsonl)."
-    pre = get_preprocessor(preprocessor)
-    def gen():
-        for i in range(n):
-            img, caption, _ = draw_shapes_sample(np.random.default_rng([seed, i]), size)
-            yield img, pre(img), caption
-    out = write_pairs(out_dir, gen(), n, overwrite, desc='shapes')
-    if toml: write_dataset_toml(out / 'dataset.toml', 'images', 'conditioning', size)
-    return out
-
-# %% ../nbs/03_data.ipynb #1f33a90f
-def make_data_samples(root: str | Path = 'data_samples', # the folder to (re)create
-                      n_train: int = 40, n_holdout: int = 6, # pairs in train/ and holdout/
-                      seed: int = 0, holdout_seed: int = 1, size: int = 128) -> Path:
-    "Regenerate the sample dataset: train/ and holdout/ pairs of shapes with Canny guides, and dataset.toml."
-    root = Path(root); tmp = root.with_name(root.name + '.building')
-    if root.exists() and any(root.iterdir()) and not (root / 'dataset.toml').exists():
-        raise FileExistsError(f"{root} exists and is not a sample-data folder (no dataset.toml); not replacing it")
-    if tmp.exists(): shutil.rmtree(tmp)
-    make_shapes_dataset(tmp / 'train', n_train, seed, size, toml=False)
-    make_shapes_dataset(tmp / 'holdout', n_holdout, holdout_seed, size, toml=False)
-    write_dataset_toml(tmp / 'dataset.toml', 'train/images', 'train/conditioning', size)
-    if root.exists(): shutil.rmtree(root)
-    os.replace(tmp, root)
-    return root
-
-# %% ../nbs/03_data.ipynb #93d1baa9
-def make_synthetic_dataset(pipe, # a diffusers SDXL pipeline, or any callable(prompt=, generator=, ...)
-                           prompts: list, # one picture per prompt; the prompt is its caption
-                           out_dir: str | Path, # folder to write (kohya layout + metadata.jsonl + dataset.toml)
-                           preprocessor: str | callable = 'canny', # makes the conditioning image
-                           seed: int = 0, # prompt i uses torch.Generator().manual_seed(seed + i)
-                           overwrite: bool = False,
-                           **pipe_kwargs) -> Path: # e.g. height=, width=, num_inference_steps=
-    "kohya's recipe: generate a picture per prompt with `pipe`, derive its guide with `preprocessor`, write the folder."
-    if not prompts: raise ValueError("make_synthetic_dataset needs at least one prompt")
-    pre = get_preprocessor(preprocessor)
-    def gen():
-        for i, prompt in enumerate(prompts):
-            out = pipe(prompt=prompt, generator=torch.Generator().manual_seed(seed + i), **pipe_kwargs)
-            img = to_rgb(out.images[0] if hasattr(out, 'images') else out)
-            yield img, pre(img), prompt
-    out = write_pairs(out_dir, gen(), len(prompts), overwrite, desc='generating')
-    with Image.open(out / 'images' / '0000.png') as first: size = first.size
-    write_dataset_toml(out / 'dataset.toml', 'images', 'conditioning', size)
-    return out
 
 # %% ../nbs/03_data.ipynb #6b95a04d
 def parse_resolution(r: int | str | tuple | list # 512, "512", "1024,768", (1024, 768) or [1024, 768]

@@ -11,13 +11,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .data import make_shapes_dataset
+from .shapes import evaluate_control, load_pairs, make_shapes_dataset
 from .inference import LLLitePipeline
 from .models import TINY_WEIGHTS_DIR, load_pipeline
 from .train import TrainConfig, TrainResult, train
 from .images import image_grid
 from .tools import atomic_write
-from .world import evaluate_control, load_pairs
 
 # %% auto #0
 __all__ = ['HEADER', 'DEMO_LLLITE', 'DemoConfig', 'train_demo_network', 'difference', 'comparison_row', 'run_demo', 'main']

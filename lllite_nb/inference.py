@@ -8,9 +8,7 @@ import argparse, copy, json, os, random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from diffusers import StableDiffusionXLPipeline
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.pipelines.stable_diffusion_xl.pipeline_stable_diffusion_xl import retrieve_timesteps
@@ -21,7 +19,7 @@ from .images import PREPROCESSORS, prepare_guide
 from .inject import ControlNetLLLite
 from .models import load_pipeline
 from .tools import atomic_write
-from .weights import load_network # (also gives ControlNetLLLite its from_file)
+import lllite_nb.weights # ControlNetLLLite.from_file
 
 # %% auto #0
 __all__ = ['control_schedule', 'kohya_ratio_to_end', 'match_guide_batch', 'count_steps', 'pipeline_guides', 'LLLitePipeline',

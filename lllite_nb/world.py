@@ -4,19 +4,16 @@
 
 # %% ../nbs/07_world.ipynb #c65ab393
 from __future__ import annotations
-import argparse, copy, json, math, time
+import argparse, copy, json, time
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
-from .data import COLOURS, draw_shapes_sample
-from .images import canny, image_grid, to_rgb
+from .shapes import analyse_shapes, caption_agreement, draw_shapes_sample
 from .models import (TINY_WEIGHT_FILES, TINY_WEIGHTS_DIR, TinySDXLConfig, encode_latents, encode_text, noise_scheduler,
                               sdxl_time_ids, tiny_pipeline)
 from .train import diffusion_loss, snr_weights
@@ -24,9 +21,7 @@ from .tools import atomic_write
 
 # %% auto #0
 __all__ = ['WorldConfig', 'world_pool', 'step_generator', 'resumable_loop', 'vae_loss', 'train_vae', 'fold_latent_scale',
-           'unet_loss', 'train_unet', 'save_tiny_weights', 'pretrain_world', 'main', 'colour_labels',
-           'background_colours', 'shape_kind', 'analyse_shapes', 'caption_agreement', 'quality_gate', 'edge_f1',
-           'mask_iou', 'load_pairs', 'evaluate_control']
+           'unet_loss', 'train_unet', 'save_tiny_weights', 'pretrain_world', 'main', 'quality_gate']
 
 # %% ../nbs/07_world.ipynb #b5ac15aa
 @dataclass
@@ -236,63 +231,6 @@ def main(argv: list | None = None):
     t = pretrain_world(WorldConfig(**vars(p.parse_args(argv))))
     print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in t.items()))
 
-# %% ../nbs/07_world.ipynb #b77b3fd7
-def _lab(rgb) -> np.ndarray: return cv2.cvtColor(np.asarray(rgb, np.uint8).reshape(-1, 1, 3), cv2.COLOR_RGB2LAB).reshape(-1, 3).astype(np.float32)
-
-def colour_labels(img, # PIL image or HWC uint8 array
-                  colours: dict = COLOURS) -> np.ndarray: # name -> RGB
-    "(H, W) index of the nearest palette colour of every pixel, in CIE Lab."
-    a = np.asarray(to_rgb(img) if not isinstance(img, np.ndarray) else img)
-    d = ((_lab(a)[:, None] - _lab(list(colours.values()))[None]) ** 2).sum(-1)
-    return d.argmin(1).reshape(a.shape[:2])
-
-def background_colours(labels: np.ndarray, # from `colour_labels`
-                       min_share: float = 0.15) -> list: # least share of the border
-    "Indices of the (at most two) colours that cover at least `min_share` of the picture's border."
-    b = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
-    share = np.bincount(b, minlength=labels.max() + 1) / len(b)
-    return [int(i) for i in np.argsort(-share)[:2] if share[i] >= min_share]
-
-# %% ../nbs/07_world.ipynb #32deb567
-def shape_kind(mask: np.ndarray # (H, W) bool mask of one shape
-              ) -> str:
-    "'circle', 'square', 'triangle' or 'star' from the mask's solidity and enclosing-circle fill."
-    cs, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-    c = max(cs, key=cv2.contourArea); area = cv2.contourArea(c)
-    of = lambda a: area / max(a, 1e-6)
-    (w, h), circle = cv2.minAreaRect(c)[1], math.pi * cv2.minEnclosingCircle(c)[1] ** 2
-    if of(cv2.contourArea(cv2.minEnclosingTriangle(c)[1])) >= 0.72: return "triangle"
-    if of(cv2.contourArea(cv2.convexHull(c))) < 0.87: return "star"
-    return "square" if of(w * h) - of(circle) >= 0.12 else "circle"
-
-# %% ../nbs/07_world.ipynb #4cc3866b
-def analyse_shapes(img, # PIL image or HWC uint8 array
-                   colours: dict = COLOURS, # palette
-                   min_area: float = 0.005, max_area: float = 0.3, # component area bounds, as shares of the picture
-                   max_border: int = 12) -> dict: # components with more pixels on the picture's edge are background
-    "The picture's background colours, its shapes (colour, kind, area, mask; largest first) and their union mask."
-    lab = colour_labels(img, colours); names, bg = list(colours), background_colours(lab)
-    found, k = [], np.ones((3, 3), np.uint8)
-    for ci in sorted(set(np.unique(lab).tolist()) - set(bg)):
-        n, cc, stats, _ = cv2.connectedComponentsWithStats(cv2.morphologyEx((lab == ci).astype(np.uint8), cv2.MORPH_OPEN, k))
-        for j in range(1, n):
-            m, area = cc == j, int(stats[j, cv2.CC_STAT_AREA])
-            if not min_area * lab.size <= area <= max_area * lab.size: continue
-            if m[0].sum() + m[-1].sum() + m[1:-1, 0].sum() + m[1:-1, -1].sum() > max_border: continue
-            found.append(dict(colour=names[ci], shape=shape_kind(m), area=area, mask=m))
-    found.sort(key=lambda o: -o["area"])
-    mask = np.any([o["mask"] for o in found], 0) if found else np.zeros(lab.shape, bool)
-    return dict(background=[names[i] for i in bg], shapes=found, mask=mask)
-
-# %% ../nbs/07_world.ipynb #4cda5e8c
-def caption_agreement(found: dict, # from `analyse_shapes`
-                      meta: dict) -> dict: # the caption's metadata, from `draw_shapes_sample`
-    "Does the largest shape found have the colour, the kind, and both, of a shape the caption names?"
-    if not found["shapes"]: return dict(colour=False, shape=False, both=False)
-    top, named = found["shapes"][0], [(o["colour"], o["shape"]) for o in meta["shapes"]]
-    return dict(colour=top["colour"] in {c for c, _ in named}, shape=top["shape"] in {s for _, s in named},
-                both=(top["colour"], top["shape"]) in named)
-
 # %% ../nbs/07_world.ipynb #530dd728
 def quality_gate(pipe, # a StableDiffusionXLPipeline of the tiny world
                  n: int = 40, # number of captions
@@ -308,58 +246,6 @@ def quality_gate(pipe, # a StableDiffusionXLPipeline of the tiny world
     agree = [caption_agreement(analyse_shapes(im), m) for im, m in zip(imgs, metas)]
     rates = {k: float(np.mean([a[k] for a in agree])) for k in ("colour", "shape", "both")}
     return dict(rates=rates, images=imgs, captions=caps, agree=[a["both"] for a in agree])
-
-# %% ../nbs/07_world.ipynb #fa734208
-def edge_f1(guide, # the guide: white edges on black (e.g. `canny(picture)`)
-            img, # the picture whose Canny edges are compared
-            tol: int = 2) -> float: # matching distance in pixels
-    "F1 of `img`'s Canny edges against `guide`'s edges (resized to `img`'s size), with a tolerance of `tol` pixels."
-    e = np.asarray(canny(img))[..., 0] > 127
-    g = np.asarray(to_rgb(guide))[..., 0].astype(np.uint8)
-    if g.shape != e.shape: # a cell of the smaller map holds an edge when any guide pixel in it does
-        up = g.shape[0] < e.shape[0]
-        g = cv2.resize(g, e.shape[::-1], interpolation=cv2.INTER_NEAREST if up else cv2.INTER_AREA)
-        g = g > (127 if up else 0)
-    else: g = g > 127
-    if not g.any() or not e.any(): return float(g.any() == e.any())
-    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * tol + 1, 2 * tol + 1))
-    near = lambda m: cv2.dilate(m.astype(np.uint8), k) > 0
-    p, r = (e & near(g)).sum() / e.sum(), (g & near(e)).sum() / g.sum()
-    return 0.0 if p + r == 0 else float(2 * p * r / (p + r))
-
-def mask_iou(a: np.ndarray, b: np.ndarray) -> float: # two bool masks
-    "Intersection over union of two masks (1 when both are empty)."
-    u = (a | b).sum()
-    return float((a & b).sum() / u) if u else 1.0
-
-# %% ../nbs/07_world.ipynb #9a5bb7cb
-def load_pairs(folder: str | Path # a folder written by `make_shapes_dataset` (metadata.jsonl, images/, conditioning/)
-              ) -> list:
-    "(picture, guide, caption) of every row of the folder's metadata.jsonl."
-    folder = Path(folder)
-    if not (folder / "metadata.jsonl").exists(): raise FileNotFoundError(f"{folder / 'metadata.jsonl'} is missing; run `make data-samples`")
-    rows = [json.loads(l) for l in (folder / "metadata.jsonl").read_text().splitlines() if l.strip()]
-    return [(to_rgb(Image.open(folder / r["file_name"])), to_rgb(Image.open(folder / r["conditioning_image_file_name"])), r["text"]) for r in rows]
-
-# %% ../nbs/07_world.ipynb #0f4ac982
-def evaluate_control(pipe, # an LLLitePipeline with exactly one LLLite attached (`add_lllite`)
-                     pairs: list, # (picture, guide, caption) held-out triples, e.g. `load_pairs`
-                     seeds: tuple = (0, 1), # every guide is generated with each seed, with and without the LLLite
-                     steps: int = 25, guidance_scale: float = 5.0, size: int = 128) -> dict:
-    "Edge F1 and mask IoU of generated pictures against their guides, without and with the LLLite, same seeds."
-    pics, guides, caps = zip(*pairs)
-    masks = [analyse_shapes(p.resize((size, size)))["mask"] for p in pics] * len(seeds) # the reference, once
-    out = {}
-    for name, scale in (("without", 0.0), ("with", 1.0)):
-        ims = []
-        for s in seeds:
-            g = [torch.Generator().manual_seed(s) for _ in caps]
-            ims += pipe(list(caps), image=list(guides), controlnet_conditioning_scale=scale, generator=g,
-                        num_inference_steps=steps, guidance_scale=guidance_scale, height=size, width=size).images
-        f1 = [edge_f1(gd, im) for gd, im in zip(guides * len(seeds), ims)]
-        iou = [mask_iou(m, analyse_shapes(im)["mask"]) for m, im in zip(masks, ims)]
-        out[name] = dict(edge_f1=float(np.mean(f1)), mask_iou=float(np.mean(iou)), images=ims)
-    return out
 
 # %% ../nbs/07_world.ipynb #15417af8
 #| eval: false

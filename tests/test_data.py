@@ -8,10 +8,11 @@ import torch
 from PIL import Image, ImageDraw
 
 from lllite_nb.data import (
-    BucketBatchSampler, DatasetError, LLLiteDataset, bucket_geometry, collate_samples, draw_shapes_sample, kohya_dataset,
-    load_hf_dataset, load_train_dataset, make_bucket_resolutions, make_data_samples, make_dataloader, make_shapes_dataset,
-    make_synthetic_dataset, parse_resolution, read_dataset_config, render_shapes, resize_and_crop, select_bucket,
-    shapes_caption)
+    BucketBatchSampler, DatasetError, LLLiteDataset, bucket_geometry, collate_samples, kohya_dataset, load_hf_dataset,
+    load_train_dataset, make_bucket_resolutions, make_dataloader, parse_resolution, read_dataset_config, resize_and_crop,
+    select_bucket)
+from lllite_nb.shapes import (draw_shapes_sample, make_data_samples, make_shapes_dataset, make_synthetic_dataset, render_shapes,
+                              shapes_caption)
 from lllite_nb.images import PREPROCESSORS, canny, image_to_tensor, tensor_to_image, to_rgb
 
 SAMPLES = Path(__file__).resolve().parents[1] / "data_samples"

@@ -6,12 +6,12 @@ import pytest
 import torch
 from PIL import Image
 
-from lllite_nb.data import SHAPES, draw_shapes_sample, render_shapes
+from lllite_nb.shapes import (SHAPES, analyse_shapes, caption_agreement, draw_shapes_sample, edge_f1, evaluate_control, mask_iou,
+                              render_shapes)
 from lllite_nb.images import canny
 from lllite_nb.models import (TINY_WEIGHT_FILES, TINY_WEIGHTS_DIR, TinySDXLConfig, load_tiny_weights, tiny_pipeline,
                               tiny_text_encoders, tiny_unet, tiny_vae)
-from lllite_nb.world import (WorldConfig, analyse_shapes, caption_agreement, edge_f1, evaluate_control, mask_iou,
-                             resumable_loop, step_generator, train_unet, train_vae, unet_loss, world_pool)
+from lllite_nb.world import WorldConfig, resumable_loop, step_generator, train_unet, train_vae, unet_loss, world_pool
 from lllite_nb.models import noise_scheduler
 
 
