@@ -19,7 +19,7 @@ from diffusers.optimization import get_scheduler
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .data import load_train_dataset, make_dataloader
+from .dataset import DatasetConfig, load_train_dataset, make_dataloader
 from .images import image_grid, prepare_guide, tensor_to_image
 from .inject import ControlNetLLLite
 from .models import encode_latents, encode_text, load_pipeline, noise_scheduler, sdxl_time_ids
@@ -424,10 +424,7 @@ def _load_models(cfg: TrainConfig, pipe, acc: Accelerator):
 # %% ../nbs/04_train.ipynb #7c52c880
 def _load_data(cfg: TrainConfig, size: tuple):
     "The dataset and its (unprepared) loader; checks the batch size and flip/caching against the TOML."
-    ds = load_train_dataset(cfg.dataset_config, cfg.train_data_dir, cfg.conditioning_data_dir, cfg.dataset_name,
-                            cfg.caption_extension, cfg.resolution or size, cfg.enable_bucket, cfg.min_bucket_reso,
-                            cfg.max_bucket_reso, cfg.bucket_reso_steps, cfg.image_column, cfg.conditioning_image_column,
-                            cfg.caption_column, cfg.flip_aug)
+    ds = load_train_dataset(DatasetConfig(**{f.name: getattr(cfg, f.name) for f in fields(DatasetConfig)}), resolution=cfg.resolution or size)
     if cfg.train_batch_size and ds.batch_size and cfg.train_batch_size != ds.batch_size:
         raise TrainConfigError(f"{cfg.dataset_config} sets batch_size = {ds.batch_size} but --train_batch_size is {cfg.train_batch_size}; give one")
     if (cfg.cache_latents or cfg.cache_latents_to_disk) and np.any(getattr(ds, "flips", False)):

@@ -7,10 +7,9 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from lllite_nb.data import (
-    BucketBatchSampler, DatasetError, LLLiteDataset, bucket_geometry, collate_samples, kohya_dataset, load_hf_dataset,
-    load_train_dataset, make_bucket_resolutions, make_dataloader, parse_resolution, read_dataset_config, resize_and_crop,
-    select_bucket)
+from lllite_nb.data import (DatasetError, bucket_geometry, kohya_dataset, load_hf_dataset, make_bucket_resolutions,
+                            parse_resolution, read_dataset_config, resize_and_crop, select_bucket)
+from lllite_nb.dataset import BucketBatchSampler, LLLiteDataset, collate_samples, load_train_dataset, make_dataloader
 from lllite_nb.shapes import (draw_shapes_sample, make_data_samples, make_shapes_dataset, make_synthetic_dataset, render_shapes,
                               shapes_caption)
 from lllite_nb.images import PREPROCESSORS, canny, image_to_tensor, tensor_to_image, to_rgb

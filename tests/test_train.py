@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from lllite_nb.data import load_train_dataset, make_dataloader
+from lllite_nb.dataset import load_train_dataset, make_dataloader
 from lllite_nb.inject import ControlNetLLLite
 from lllite_nb.models import load_pipeline
 from lllite_nb.train import (TrainConfig, TrainConfigError, TrainingDivergedError, check_config, ckpt_name, draw_noise,
