@@ -7,15 +7,35 @@ __version__ = "0.1.0"
 __all__ = []
 
 # %% ../nbs/index.ipynb #64c76b67
-from .models import *
-from .images import *
-from .tools import *
-from .module import *
-from .inject import *
-from .weights import *
-from .data import *
-from .train import *
-from .inference import *
-from .widgets import *
-from .shapes import *
-from .world import quality_gate
+import importlib
+
+_API = dict( # chapter module -> its public names; everything else is imported from its module
+    module="LLLiteModule conditioning_stack pad_to_stride check_cond_image",
+    models="load_pipeline tiny_pipeline TinySDXLConfig tiny_unet sdxl_unet_config build_meta_unet attention_layout TARGET_LAYERS "
+           "encode_text sdxl_time_ids encode_latents noise_scheduler ModelSourceError",
+    images="to_rgb image_to_tensor tensor_to_image prepare_guide image_grid canny PREPROCESSORS get_preprocessor",
+    tools="atomic_write replace_folder opt config_parser parse_config",
+    inject="lllite_targets diffusers_to_ldm ldm_to_diffusers LLLiteStateDictError",
+    weights="ControlNetLLLite save_weights read_weights load_network LLLiteFileError", # the network with save and from_file
+    data="read_dataset_config load_hf_dataset DatasetError",
+    shapes="draw_shapes_sample make_shapes_dataset make_data_samples make_synthetic_dataset analyse_shapes edge_f1 mask_iou "
+           "load_pairs evaluate_control",
+    dataset="DatasetConfig LLLiteDataset load_train_dataset make_dataloader",
+    training="LLLiteUNet training_loss draw_noise snr_weights diffusion_loss",
+    trainer="TrainConfig TrainConfigError TrainRun Callback check_config setup_run micro_step resume_run",
+    fit="train TrainResult default_callbacks",
+    inference="LLLitePipeline GenerateConfig generate",
+    demo="DemoConfig run_demo DEMO_LLLITE",
+    widgets="EmbeddingViewer EffectsWidget InferenceWidget",
+    world="WorldConfig pretrain_world quality_gate",
+)
+_HOME = {name: mod for mod, names in _API.items() for name in names.split()} # public name -> its module
+__all__ = sorted(_HOME)
+
+def __getattr__(name: str):
+    "Import a public name's module the first time the name is used (PEP 562), so `import lllite_nb` imports nothing heavy."
+    if name not in _HOME: raise AttributeError(f"module 'lllite_nb' has no attribute {name!r}")
+    value = globals()[name] = getattr(importlib.import_module(f".{_HOME[name]}", __name__), name)
+    return value
+
+def __dir__(): return sorted(set(globals()) | set(__all__))

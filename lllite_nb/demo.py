@@ -14,7 +14,8 @@ from PIL import Image
 from .shapes import evaluate_control, load_pairs, make_shapes_dataset
 from .inference import LLLitePipeline
 from .models import TINY_WEIGHTS_DIR, load_pipeline
-from .train import TrainConfig, TrainResult, train
+from .fit import TrainResult, train
+from .trainer import TrainConfig
 from .images import image_grid
 from .tools import atomic_write
 

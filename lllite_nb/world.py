@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from .shapes import analyse_shapes, caption_agreement, draw_shapes_sample
 from .models import (TINY_WEIGHT_FILES, TINY_WEIGHTS_DIR, TinySDXLConfig, encode_latents, encode_text, noise_scheduler,
                               sdxl_time_ids, tiny_pipeline)
-from .train import diffusion_loss, snr_weights
+from .training import diffusion_loss, snr_weights
 from .tools import atomic_write
 
 # %% auto #0

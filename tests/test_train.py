@@ -9,9 +9,10 @@ from PIL import Image
 from lllite_nb.dataset import load_train_dataset, make_dataloader
 from lllite_nb.inject import ControlNetLLLite
 from lllite_nb.models import load_pipeline
-from lllite_nb.train import (TrainConfig, TrainConfigError, TrainingDivergedError, check_config, ckpt_name, draw_noise,
-                             encode_latents, encode_text, main, noise_scheduler, parse_args, parse_sample_prompts,
-                             sdxl_time_ids, snr_weights, train, training_loss, LLLiteUNet)
+from lllite_nb.fit import ckpt_name, main, parse_args, parse_sample_prompts, train
+from lllite_nb.models import encode_latents, encode_text, noise_scheduler, sdxl_time_ids
+from lllite_nb.trainer import TrainConfig, TrainConfigError, TrainingDivergedError, check_config
+from lllite_nb.training import LLLiteUNet, draw_noise, snr_weights, training_loss
 from diffusers.models.unets.unet_2d_condition import UNet2DConditionOutput
 
 ROOT = Path(__file__).resolve().parents[1]
