@@ -4,11 +4,12 @@
 
 # %% ../nbs/05_inference.ipynb #87b54a4a
 from __future__ import annotations
-import argparse, copy, json, os, random
-from dataclasses import asdict, dataclass, field
+import copy, json, os, random
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+from torch import nn
 from diffusers import StableDiffusionXLPipeline
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.pipelines.stable_diffusion_xl.pipeline_stable_diffusion_xl import retrieve_timesteps
@@ -18,13 +19,13 @@ from .data import IMAGE_EXTENSIONS
 from .images import PREPROCESSORS, prepare_guide
 from .inject import ControlNetLLLite
 from .models import load_pipeline
-from .tools import atomic_write
+from .tools import atomic_write, config_parser, opt, parse_config
 import lllite_nb.weights # ControlNetLLLite.from_file
 
 # %% auto #0
 __all__ = ['control_schedule', 'kohya_ratio_to_end', 'match_guide_batch', 'count_steps', 'pipeline_guides', 'LLLitePipeline',
-           'GenerateConfig', 'load_guide_images', 'png_parameters', 'save_png', 'read_png_parameters', 'generate',
-           'main']
+           'visible_network', 'GenerateConfig', 'load_guide_images', 'png_parameters', 'save_png',
+           'read_png_parameters', 'generate', 'main']
 
 # %% ../nbs/05_inference.ipynb #a21ee8df
 def control_schedule(n: int, # number of denoising steps (iterations of the loop)
@@ -158,27 +159,37 @@ class LLLitePipeline(StableDiffusionXLPipeline):
             for net, m in zip(nets, mults): net.set_cond_image(None); net.set_multiplier(m)
             for net in hooked: net.restore()
 
+# %% ../nbs/05_inference.ipynb #9738ec06
+def visible_network(unet: nn.Module, # the UNet to build it on
+                    seed: int = 0, # seeds the whole network (torch's global generator)
+                    std: float = 0.05) -> ControlNetLLLite: # standard deviation of the `up` weights
+    "A small network (c8/m16) whose `up` weights are random, so that it changes the image (for checks and tests)."
+    torch.manual_seed(seed)
+    net = ControlNetLLLite(unet, cond_emb_dim=8, network_dim=16)
+    for m in net.lllite_modules.values(): nn.init.normal_(m.up[0].weight, std=std)
+    return net
+
 # %% ../nbs/05_inference.ipynb #ea655564
 @dataclass
 class GenerateConfig:
     "Settings of one `lllite-generate` run (kohya's `sdxl_gen_img.py` option names)."
-    prompt: str = "" # the prompt
-    negative_prompt: str = "" # the negative prompt
-    ckpt: str = "tiny" # model: "tiny", a diffusers folder, a single file or a hub id (--pretrained_model_name_or_path)
-    control_net_lllite_models: list = field(default_factory=list) # LLLite .safetensors files
-    guide_image_path: list = field(default_factory=list) # one guide file or folder per model
-    control_net_multipliers: list | None = None # one strength per model (default 1.0)
-    control_net_ratios: list | None = None # one per model: control stops after step i when ratio < i/steps (default 1.0)
-    preprocess: str | None = None # turn guides into control images first, e.g. "canny"
-    W: int | None = None # width in pixels, a multiple of 8 (default: the model's size)
-    H: int | None = None # height in pixels, a multiple of 8
-    steps: int = 30 # denoising steps
-    scale: float = 7.5 # classifier-free guidance scale
-    seed: int | None = None # seed of every generation (random when None)
-    images_per_prompt: int = 1 # images per guide
-    outdir: str = "outputs/generate" # where the PNGs go
-    device: str = "cpu" # torch device
-    dtype: str = "float32" # float32, float16 or bfloat16
+    prompt: str = opt("", "the prompt")
+    negative_prompt: str = opt("", "the negative prompt")
+    ckpt: str = opt("tiny", "'tiny', a diffusers folder, a single .safetensors file or a hub id", "--pretrained_model_name_or_path")
+    control_net_lllite_models: list[str] = opt([], "LLLite .safetensors files (kohya format)")
+    guide_image_path: list[str] = opt([], "one guide image file or folder per model")
+    control_net_multipliers: list[float] | None = opt(None, "one strength per model; None: 1.0 each")
+    control_net_ratios: list[float] | None = opt(None, "one per model: control stops after step i when ratio < i/steps; None: 1.0 each")
+    preprocess: str | None = opt(None, "turn the guides into control images first, e.g. canny", choices=tuple(sorted(PREPROCESSORS)))
+    W: int | None = opt(None, "width in pixels, a multiple of 8; None: the model's size")
+    H: int | None = opt(None, "height in pixels, a multiple of 8")
+    steps: int = opt(30, "denoising steps")
+    scale: float = opt(7.5, "classifier-free guidance scale")
+    seed: int | None = opt(None, "seed of every generation; None: random")
+    images_per_prompt: int = opt(1, "images per guide")
+    outdir: str = opt("outputs/generate", "where the PNGs go")
+    device: str = opt("cpu", "torch device")
+    dtype: str = opt("float32", "weights' dtype", choices=("float32", "float16", "bfloat16"))
 
 # %% ../nbs/05_inference.ipynb #b8d3193f
 def load_guide_images(path: str | os.PathLike) -> list[tuple[Path, Image.Image]]: # a guide file or folder
@@ -267,31 +278,10 @@ def generate(cfg: GenerateConfig) -> list[Path]:
     return paths
 
 # %% ../nbs/05_inference.ipynb #8b0ead43
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="lllite-generate", description="Generate SDXL images steered by ControlNet-LLLite models.")
-    a, d = p.add_argument, GenerateConfig()
-    a("--prompt", default=d.prompt, help="the prompt"); a("--negative_prompt", default=d.negative_prompt, help="the negative prompt")
-    a("--ckpt", "--pretrained_model_name_or_path", dest="ckpt", default=d.ckpt,
-      help="'tiny', a diffusers folder, a single .safetensors file or a hub id (default: tiny)")
-    a("--control_net_lllite_models", nargs="+", default=[], help="LLLite .safetensors files (kohya format)")
-    a("--guide_image_path", nargs="+", default=[], help="one guide image file or folder per model")
-    a("--control_net_multipliers", nargs="+", type=float, help="one strength per model (default 1.0)")
-    a("--control_net_ratios", nargs="+", type=float, help="one per model: control stops after step i when ratio < i/steps")
-    a("--preprocess", choices=sorted(PREPROCESSORS), help="turn the guides into control images first")
-    a("--W", type=int, help="width, a multiple of 8 (default: the model's)"); a("--H", type=int, help="height, a multiple of 8")
-    a("--steps", type=int, default=d.steps, help=f"denoising steps (default {d.steps})")
-    a("--scale", type=float, default=d.scale, help=f"classifier-free guidance scale (default {d.scale})")
-    a("--seed", type=int, help="seed of every generation (default: random)")
-    a("--images_per_prompt", type=int, default=d.images_per_prompt, help="images per guide")
-    a("--outdir", default=d.outdir, help=f"output folder (default {d.outdir})")
-    a("--device", default=d.device, help="torch device (default cpu)")
-    a("--dtype", default=d.dtype, choices=["float32", "float16", "bfloat16"], help="weights' dtype (default float32)")
-    return p
-
 def main(argv: list | None = None):
-    "Console entry point `lllite-generate`."
-    p = _parser()
-    cfg = GenerateConfig(**vars(p.parse_args(argv)))
+    "Console entry point `lllite-generate`: parse the options, then generate."
+    p = config_parser(GenerateConfig, "lllite-generate", "Generate SDXL images steered by ControlNet-LLLite models.")
+    cfg = parse_config(p, argv)
     try: paths = generate(cfg)
     except (ValueError, FileNotFoundError) as e: p.exit(2, f"lllite-generate: error: {e}\n")
     for path in paths: print(f"lllite-generate: wrote {path}")

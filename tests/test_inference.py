@@ -12,17 +12,9 @@ from lllite_nb.inject import ControlNetLLLite
 from lllite_nb.models import load_pipeline
 from lllite_nb.images import prepare_guide
 from lllite_nb.inference import (GenerateConfig, LLLitePipeline, control_schedule, generate, kohya_ratio_to_end, main,
-                                 read_png_parameters)
+                                 read_png_parameters, visible_network)
 
 S = 64  # image side for most tests: 8x8 latents
-
-
-def visible_network(unet, seed=0, std=0.05):
-    "A small network whose `up` weights are random, so it changes the image."
-    torch.manual_seed(seed)
-    net = ControlNetLLLite(unet, cond_emb_dim=8, network_dim=16)
-    for m in net.lllite_modules.values(): nn.init.normal_(m.up[0].weight, std=std)
-    return net
 
 
 def ring(size=S, flip=False):
