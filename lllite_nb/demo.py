@@ -4,20 +4,20 @@
 
 # %% ../nbs/05a_demo.ipynb #b1f3715d
 from __future__ import annotations
-import argparse, json, time
-from dataclasses import dataclass, fields
+import json, time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from .shapes import evaluate_control, load_pairs, make_shapes_dataset
-from .inference import LLLitePipeline
 from .models import TINY_WEIGHTS_DIR, load_pipeline
-from .fit import TrainResult, train
-from .trainer import TrainConfig
 from .images import image_grid
-from .tools import atomic_write
+from .tools import atomic_write, config_parser, opt, parse_config
+from .shapes import evaluate_control, load_pairs, make_shapes_dataset
+from .trainer import TrainConfig
+from .fit import TrainResult, train
+from .inference import LLLitePipeline
 
 # %% auto #0
 __all__ = ['HEADER', 'DEMO_LLLITE', 'DemoConfig', 'train_demo_network', 'difference', 'comparison_row', 'run_demo', 'main']
@@ -26,23 +26,23 @@ __all__ = ['HEADER', 'DEMO_LLLITE', 'DemoConfig', 'train_demo_network', 'differe
 @dataclass
 class DemoConfig:
     "Settings of the demo; the defaults took about 7 minutes on 2 shared CPU cores."
-    data_dir: str = "data_samples" # sample data: holdout/ holds the guides of the comparison
-    n_train: int = 2000 # world pictures generated for training (0: train on data_dir/train instead)
-    train_seed: int = 3000 # training picture i is draw_shapes_sample(default_rng([train_seed, i]))
-    outdir: str = "outputs/demo" # where the network and the pictures go
-    model: str = "tiny" # base model ("tiny", a diffusers folder, ...)
-    max_train_steps: int = 600 # optimizer steps
-    resolution: int = 128 # training and generation size in pixels (the tiny world's size)
-    train_batch_size: int = 8 # pictures per step
-    cond_emb_dim: int = 16 # c of the network
-    network_dim: int = 32 # m of the network
-    learning_rate: float = 3e-3 # AdamW learning rate (kohya's README: 2e-4 for real runs)
-    min_timestep: int = 500 # train on the noisier half, where the composition is decided
-    steps: int = 25 # denoising steps per image
-    guidance_scale: float = 5.0 # classifier-free guidance scale
-    seed: int = 0 # seed of training, and of the first generation of every guide
-    n_seeds: int = 2 # every guide is drawn with seeds seed, seed + 1, ...
-    tile: int = 128 # side of each image in the pictures (enlarged without smoothing)
+    data_dir: str = opt("data_samples", "sample data: holdout/ holds the guides of the comparison")
+    n_train: int = opt(2000, "world pictures generated for training (0: train on data_dir/train instead)")
+    train_seed: int = opt(3000, "training picture i is draw_shapes_sample(default_rng([train_seed, i]))")
+    outdir: str = opt("outputs/demo", "where the network and the pictures go")
+    model: str = opt("tiny", "base model ('tiny', a diffusers folder, ...)")
+    max_train_steps: int = opt(600, "optimizer steps")
+    resolution: int = opt(128, "training and generation size in pixels (the tiny world's size)")
+    train_batch_size: int = opt(8, "pictures per step")
+    cond_emb_dim: int = opt(16, "c of the network")
+    network_dim: int = opt(32, "m of the network")
+    learning_rate: float = opt(3e-3, "AdamW learning rate (kohya's README: 2e-4 for real runs)")
+    min_timestep: int = opt(500, "train on the noisier half, where the composition is decided")
+    steps: int = opt(25, "denoising steps per image")
+    guidance_scale: float = opt(5.0, "classifier-free guidance scale")
+    seed: int = opt(0, "seed of training, and of the first generation of every guide")
+    n_seeds: int = opt(2, "every guide is drawn with seeds seed, seed + 1, ...")
+    tile: int = opt(128, "side of each image in the pictures (enlarged without smoothing)")
 
 # %% ../nbs/05a_demo.ipynb #a0e4e3a6
 def train_demo_network(cfg: DemoConfig, # the demo settings
@@ -111,7 +111,5 @@ DEMO_LLLITE = TINY_WEIGHTS_DIR / "canny_lllite.safetensors" # the demo's network
 
 # %% ../nbs/05a_demo.ipynb #f10f5b95
 def main(argv: list | None = None):
-    "Console entry point `lllite-demo`."
-    p = argparse.ArgumentParser(prog="lllite-demo", description=run_demo.__doc__)
-    for f in fields(DemoConfig): p.add_argument(f"--{f.name}", type=type(f.default), default=f.default, help=f"default {f.default}")
-    run_demo(DemoConfig(**vars(p.parse_args(argv))))
+    "Console entry point `lllite-demo`: parse the settings, then run the demo."
+    run_demo(parse_config(config_parser(DemoConfig, "lllite-demo", run_demo.__doc__), argv))
