@@ -26,6 +26,7 @@ _API = dict( # chapter module -> its public names; everything else is imported f
     fit="train TrainResult default_callbacks",
     inference="LLLitePipeline GenerateConfig generate",
     demo="DemoConfig run_demo DEMO_LLLITE",
+    probe="ModuleKey module_keys conditioning_maps module_effects set_groups generate_groups",
     widgets="EmbeddingViewer EffectsWidget InferenceWidget",
     world="WorldConfig pretrain_world quality_gate",
 )

@@ -11,10 +11,10 @@ from lllite_nb.images import canny
 from lllite_nb.inference import LLLitePipeline
 from lllite_nb.inject import ControlNetLLLite
 from lllite_nb.models import build_meta_unet, load_pipeline, sdxl_unet_config
-from lllite_nb.widgets import (GROUPS, EffectsWidget, EmbeddingViewer, InferenceWidget, ModuleKey, channel_grid,
-                               conditioning_maps, diff_map, effects_grid, fig_to_png, generate_groups, generate_image,
-                               guide_batch, image_png, module_effects, module_keys, module_options, pca_rgb,
-                               plot_conditioning, plot_effects, record_residuals, sample_guides, set_groups, unet_inputs)
+from lllite_nb.probe import (GROUPS, ModuleKey, channel_grid, conditioning_maps, diff_map, effects_grid, generate_groups,
+                             guide_batch, module_effects, module_keys, pca_rgb, record_residuals, set_groups, unet_inputs)
+from lllite_nb.widgets import (EffectsWidget, EmbeddingViewer, InferenceWidget, fig_to_png, generate_image, image_png,
+                               module_options, plot_conditioning, plot_effects, sample_guides)
 
 PROMPT = "a red circle"
 
