@@ -4,8 +4,8 @@
 
 # %% ../nbs/07_world.ipynb #c65ab393
 from __future__ import annotations
-import argparse, copy, json, time
-from dataclasses import dataclass, fields
+import copy, json, time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,39 +17,41 @@ from .shapes import analyse_shapes, caption_agreement, draw_shapes_sample
 from .models import (TINY_WEIGHT_FILES, TINY_WEIGHTS_DIR, TinySDXLConfig, encode_latents, encode_text, noise_scheduler,
                               sdxl_time_ids, tiny_pipeline)
 from .training import diffusion_loss, snr_weights
-from .tools import atomic_write
+from .images import image_to_tensor
+from .tools import atomic_write, config_parser, opt, parse_config
 
 # %% auto #0
-__all__ = ['WorldConfig', 'world_pool', 'step_generator', 'resumable_loop', 'vae_loss', 'train_vae', 'fold_latent_scale',
-           'unet_loss', 'train_unet', 'save_tiny_weights', 'pretrain_world', 'main', 'quality_gate']
+__all__ = ['WorldConfig', 'world_pool', 'step_generator', 'pool_tensor', 'resumable_loop', 'vae_loss', 'train_vae',
+           'fold_latent_scale', 'unet_loss', 'train_unet', 'save_tiny_weights', 'pretrain_world', 'main',
+           'quality_gate']
 
 # %% ../nbs/07_world.ipynb #b5ac15aa
 @dataclass
 class WorldConfig:
     "How the tiny world's model is pretrained; the defaults reproduce the shipped weights."
-    out_dir: str = str(TINY_WEIGHTS_DIR) # where the four safetensors files go
-    ckpt_dir: str = "build/tiny_world" # resumable training state
-    seed: int = 0 # random init of the models, and every random draw of training
-    data_seed: int = 1000 # pool picture i is draw_shapes_sample(default_rng([data_seed, i]))
-    n_images: int = 8000 # pictures in the pool
-    size: int = 128 # picture side in pixels
-    vae_steps: int = 700 # VAE optimizer steps
-    vae_batch: int = 16 # VAE batch size
-    vae_crop: int = 64 # the VAE trains on random crops of this side (it is fully convolutional)
-    vae_lr: float = 2e-3 # VAE learning rate (AdamW)
-    kl_weight: float = 1e-4 # weight of the KL term per latent element, against the L1 per pixel
-    vae_init_logvar: float = -4.0 # starting log-variance of the posterior (random init: 0, noise drowns the signal)
-    unet_steps: int = 6000 # UNet optimizer steps
-    unet_decay_from: int = 4000 # from this step the UNet learning rate falls linearly to 0 at unet_steps
-    unet_batch: int = 32 # UNet batch size
-    unet_lr: float = 1e-3 # UNet learning rate (AdamW: linear warmup, constant, then the decay below)
-    warmup_steps: int = 50 # warmup of both learning rates
-    caption_dropout: float = 0.1 # share of empty (zero) text conditioning, for classifier-free guidance
-    min_snr_gamma: float | None = 5.0 # Min-SNR loss weighting; None: plain MSE
-    ema_decay: float = 0.995 # the shipped UNet is this exponential moving average of the trained one
-    save_every: int = 25 # checkpoint every N steps
-    threads: int = 1 # torch CPU threads (on a busy 2-core machine, 1 is faster than 2)
-    save_dtype: str = "float16" # dtype of the shipped files
+    out_dir: str = opt(str(TINY_WEIGHTS_DIR), "where the four safetensors files go")
+    ckpt_dir: str = opt("build/tiny_world", "resumable training state")
+    seed: int = opt(0, "random init of the models, and every random draw of training")
+    data_seed: int = opt(1000, "pool picture i is draw_shapes_sample(default_rng([data_seed, i]))")
+    n_images: int = opt(8000, "pictures in the pool")
+    size: int = opt(128, "picture side in pixels")
+    vae_steps: int = opt(700, "VAE optimizer steps")
+    vae_batch: int = opt(16, "VAE batch size")
+    vae_crop: int = opt(64, "the VAE trains on random crops of this side (it is fully convolutional)")
+    vae_lr: float = opt(2e-3, "VAE learning rate (AdamW)")
+    kl_weight: float = opt(1e-4, "weight of the KL term per latent element, against the L1 per pixel")
+    vae_init_logvar: float = opt(-4.0, "starting log-variance of the posterior (random init: 0, noise drowns the signal)")
+    unet_steps: int = opt(6000, "UNet optimizer steps")
+    unet_decay_from: int = opt(4000, "from this step the UNet learning rate falls linearly to 0 at unet_steps")
+    unet_batch: int = opt(32, "UNet batch size")
+    unet_lr: float = opt(1e-3, "UNet learning rate (AdamW: linear warmup, constant, then the decay below)")
+    warmup_steps: int = opt(50, "warmup of both learning rates")
+    caption_dropout: float = opt(0.1, "share of empty (zero) text conditioning, for classifier-free guidance")
+    min_snr_gamma: float | None = opt(5.0, "Min-SNR loss weighting; None: plain MSE")
+    ema_decay: float = opt(0.995, "the shipped UNet is this exponential moving average of the trained one")
+    save_every: int = opt(25, "checkpoint every N steps")
+    threads: int = opt(1, "torch CPU threads (on a busy 2-core machine, 1 is faster than 2)")
+    save_dtype: str = opt("float16", "dtype of the shipped files")
 
 # %% ../nbs/07_world.ipynb #0ef8afad
 def world_pool(n: int, # number of pictures
@@ -68,6 +70,11 @@ def _save_atomic(obj, path: Path): atomic_write(path, lambda tmp: torch.save(obj
 def step_generator(seed: int, step: int) -> torch.Generator:
     "The generator of every random draw of training step `step`."
     return torch.Generator().manual_seed(seed * 1_000_003 + step)
+
+def pool_tensor(a: np.ndarray # (n, H, W, 3) uint8 pictures of the pool
+               ) -> torch.Tensor:
+    "The pictures as an (n, 3, H, W) tensor in [-1, 1] by `image_to_tensor`, channels-last as the pool stores them."
+    return torch.stack([image_to_tensor(x) for x in a]).to(memory_format=torch.channels_last)
 
 # %% ../nbs/07_world.ipynb #d480188b
 def resumable_loop(step_fn, # step -> loss (float); does one optimizer step
@@ -108,21 +115,20 @@ def _crops(imgs: np.ndarray, g: torch.Generator, batch: int, crop: int) -> torch
     "A batch of random square crops of random pool pictures, in [-1, 1]."
     idx = torch.randint(0, len(imgs), (batch,), generator=g).tolist()
     off = torch.randint(0, imgs.shape[1] - crop + 1, (batch, 2), generator=g).tolist()
-    a = np.stack([imgs[i, y:y + crop, x:x + crop] for i, (y, x) in zip(idx, off)])
-    return torch.from_numpy(a).permute(0, 3, 1, 2).float().div(127.5).sub(1)
+    return pool_tensor(np.stack([imgs[i, y:y + crop, x:x + crop] for i, (y, x) in zip(idx, off)]))
 
 def train_vae(vae, imgs: np.ndarray, # the VAE (trained in place) and the pool pictures
               cfg: WorldConfig, ckpt: str | Path | None = None, show: bool = True) -> dict:
     "Train `vae` on random crops of `imgs` for cfg.vae_steps, resumable from `ckpt`."
     with torch.no_grad(): vae.quant_conv.bias[vae.config.latent_channels:] = cfg.vae_init_logvar
     opt = torch.optim.AdamW(vae.parameters(), cfg.vae_lr, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / cfg.warmup_steps))
+    lr_scheduler = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / cfg.warmup_steps))
     def step(s):
         g = step_generator(cfg.seed, s)
         loss, l1 = vae_loss(vae.train(), _crops(imgs, g, cfg.vae_batch, cfg.vae_crop), g, cfg.kl_weight)
-        opt.zero_grad(); loss.backward(); torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0); opt.step(); sched.step()
+        opt.zero_grad(); loss.backward(); torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0); opt.step(); lr_scheduler.step()
         return l1.item()
-    out = resumable_loop(step, dict(vae=vae, opt=opt, sched=sched), cfg.vae_steps, ckpt, cfg.save_every, "VAE", show)
+    out = resumable_loop(step, dict(vae=vae, opt=opt, sched=lr_scheduler), cfg.vae_steps, ckpt, cfg.save_every, "VAE", show)
     vae.eval(); return out
 
 # %% ../nbs/07_world.ipynb #d8697754
@@ -141,7 +147,7 @@ def fold_latent_scale(vae, # a trained AutoencoderKL (changed in place)
     return m, s
 
 # %% ../nbs/07_world.ipynb #7ba7e335
-def unet_loss(unet, sched, # the UNet (train mode) and `noise_scheduler()`
+def unet_loss(unet, noise_sched, # the UNet (train mode) and `noise_scheduler()`
               latents: torch.Tensor, emb: torch.Tensor, pooled: torch.Tensor, time_ids: torch.Tensor, # one batch
               generator: torch.Generator, # draws dropout, noise and timesteps
               caption_dropout: float = 0.1, min_snr_gamma: float | None = 5.0) -> torch.Tensor:
@@ -149,10 +155,10 @@ def unet_loss(unet, sched, # the UNet (train mode) and `noise_scheduler()`
     b = latents.shape[0]
     keep = (torch.rand(b, generator=generator) >= caption_dropout).float()
     noise = torch.randn(latents.shape, generator=generator)
-    t = torch.randint(0, sched.config.num_train_timesteps, (b,), generator=generator)
-    pred = unet(sched.add_noise(latents, noise, t), t, encoder_hidden_states=emb * keep[:, None, None],
+    t = torch.randint(0, noise_sched.config.num_train_timesteps, (b,), generator=generator)
+    pred = unet(noise_sched.add_noise(latents, noise, t), t, encoder_hidden_states=emb * keep[:, None, None],
                 added_cond_kwargs=dict(text_embeds=pooled * keep[:, None], time_ids=time_ids)).sample
-    return diffusion_loss(pred, noise, snr_weights(sched, t, min_snr_gamma) if min_snr_gamma else None)
+    return diffusion_loss(pred, noise, snr_weights(noise_sched, t, min_snr_gamma) if min_snr_gamma else None)
 
 # %% ../nbs/07_world.ipynb #d0d3dd68
 def train_unet(unet, latents: torch.Tensor, emb: torch.Tensor, pooled: torch.Tensor, # model and cached features
@@ -160,21 +166,21 @@ def train_unet(unet, latents: torch.Tensor, emb: torch.Tensor, pooled: torch.Ten
     "Train `unet` in place for cfg.unet_steps on cached features, resumable; returns (EMA copy, log)."
     ema = copy.deepcopy(unet).eval().requires_grad_(False)
     opt = torch.optim.AdamW(unet.parameters(), cfg.unet_lr, weight_decay=0.01)
-    lr = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / cfg.warmup_steps,
-                                                          max(0.0, (cfg.unet_steps - s) / max(1, cfg.unet_steps - cfg.unet_decay_from))))
-    sched, size = noise_scheduler(), cfg.size
+    lr_scheduler = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / cfg.warmup_steps,
+                                                                    max(0.0, (cfg.unet_steps - s) / max(1, cfg.unet_steps - cfg.unet_decay_from))))
+    noise_sched, size = noise_scheduler(), cfg.size
     hw = torch.tensor([[size, size]])
     tid = sdxl_time_ids(hw, torch.zeros_like(hw), hw).expand(cfg.unet_batch, 6)
     def step(s):
         g = step_generator(cfg.seed, s)
         i = torch.randint(0, len(latents), (cfg.unet_batch,), generator=g)
-        loss = unet_loss(unet.train(), sched, latents[i], emb[i], pooled[i], tid, g, cfg.caption_dropout, cfg.min_snr_gamma)
-        opt.zero_grad(); loss.backward(); torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0); opt.step(); lr.step()
+        loss = unet_loss(unet.train(), noise_sched, latents[i], emb[i], pooled[i], tid, g, cfg.caption_dropout, cfg.min_snr_gamma)
+        opt.zero_grad(); loss.backward(); torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0); opt.step(); lr_scheduler.step()
         d = min(cfg.ema_decay, (1 + s) / (10 + s))
         with torch.no_grad():
             for pe, p in zip(ema.parameters(), unet.parameters()): pe.lerp_(p, 1 - d)
         return loss.item()
-    log = resumable_loop(step, dict(unet=unet, ema=ema, opt=opt, lr=lr), cfg.unet_steps, ckpt, cfg.save_every, "UNet", show)
+    log = resumable_loop(step, dict(unet=unet, ema=ema, opt=opt, lr=lr_scheduler), cfg.unet_steps, ckpt, cfg.save_every, "UNet", show)
     unet.eval(); return ema, log
 
 # %% ../nbs/07_world.ipynb #55ab4d47
@@ -207,12 +213,11 @@ def pretrain_world(cfg: WorldConfig = WorldConfig(), show: bool = True) -> dict:
     imgs, caps, _ = world_pool(cfg.n_images, cfg.data_seed, cfg.size); t["pool_s"] = time.perf_counter() - t0
     def vae_stage():
         log = train_vae(pipe.vae, imgs, cfg, ck / "vae_state.pt", show)
-        m, s = fold_latent_scale(pipe.vae, torch.from_numpy(imgs[:256]).permute(0, 3, 1, 2).float().div(127.5).sub(1))
+        m, s = fold_latent_scale(pipe.vae, pool_tensor(imgs[:256]))
         return dict(vae=pipe.vae.state_dict(), log=log, mean=m, std=s)
     v = _cached(ck / "vae_final.pt", vae_stage); pipe.vae.load_state_dict(v["vae"]); t["vae_s"] = v["log"]["seconds"]
     t1 = time.perf_counter()
-    to_x = lambda a: torch.from_numpy(a).permute(0, 3, 1, 2).float().div(127.5).sub(1)
-    lat = _cached(ck / "latents.pt", lambda: _encode_all(lambda a: encode_latents(pipe.vae, to_x(a)), imgs))
+    lat = _cached(ck / "latents.pt", lambda: _encode_all(lambda a: encode_latents(pipe.vae, pool_tensor(a)), imgs))
     emb, pooled = _encode_all(lambda c: encode_text(pipe, c), caps); t["cache_s"] = time.perf_counter() - t1
     ema, log = train_unet(pipe.unet, lat, emb, pooled, cfg, ck / "unet_state.pt", show); t["unet_s"] = log["seconds"]
     pipe.unet.load_state_dict(ema.state_dict())
@@ -225,10 +230,7 @@ def pretrain_world(cfg: WorldConfig = WorldConfig(), show: bool = True) -> dict:
 # %% ../nbs/07_world.ipynb #aa436841
 def main(argv: list | None = None):
     "`python -m lllite_nb.world [--unet_steps N ...]`: reproduce the shipped tiny-world weights."
-    p = argparse.ArgumentParser(description=main.__doc__)
-    for f in fields(WorldConfig):
-        p.add_argument(f"--{f.name}", type=type(f.default) if f.default is not None else float, default=f.default)
-    t = pretrain_world(WorldConfig(**vars(p.parse_args(argv))))
+    t = pretrain_world(parse_config(config_parser(WorldConfig, "python -m lllite_nb.world", main.__doc__), argv))
     print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in t.items()))
 
 # %% ../nbs/07_world.ipynb #530dd728
