@@ -180,7 +180,7 @@ class GenerateConfig:
     guide_image_path: list[str] = opt([], "one guide image file or folder per model")
     control_net_multipliers: list[float] | None = opt(None, "one strength per model; None: 1.0 each")
     control_net_ratios: list[float] | None = opt(None, "one per model: control stops after step i when ratio < i/steps; None: 1.0 each")
-    preprocess: str | None = opt(None, "turn the guides into control images first, e.g. canny", choices=tuple(sorted(PREPROCESSORS)))
+    preprocess: str | None = opt(None, "derive the guides from the given pictures first, e.g. canny", choices=tuple(sorted(PREPROCESSORS)))
     W: int | None = opt(None, "width in pixels, a multiple of 8; None: the model's size")
     H: int | None = opt(None, "height in pixels, a multiple of 8")
     steps: int = opt(30, "denoising steps")

@@ -20,7 +20,7 @@ from .probe import (DEPTH_GRID, GROUPS, conditioning_maps, channel_grid, diff_ma
 
 # %% auto #0
 __all__ = ['module_options', 'plot_conditioning', 'fig_to_png', 'sample_guides', 'EmbeddingViewer', 'plot_effects', 'plot_images',
-           'EffectsWidget', 'control_image', 'image_from_upload', 'image_png', 'generate_image', 'InferenceWidget']
+           'EffectsWidget', 'guide_image', 'image_from_upload', 'image_png', 'generate_image', 'InferenceWidget']
 
 # %% ../nbs/06_widgets.ipynb #7191db4d
 def module_options(net: ControlNetLLLite) -> list[tuple[str, str]]:
@@ -171,10 +171,10 @@ class EffectsWidget(W.VBox):
         self.result = dict(effects=eff, multipliers=mults, images=imgs)
 
 # %% ../nbs/06_widgets.ipynb #49eb23c6
-def control_image(img: Image.Image, # the chosen guide
-                  use_canny: bool = False, # turn it into Canny edges first
-                  low: int = 100, high: int = 200 # Canny thresholds
-                 ) -> Image.Image:
+def guide_image(img: Image.Image, # the chosen guide
+                use_canny: bool = False, # turn it into Canny edges first
+                low: int = 100, high: int = 200 # Canny thresholds
+               ) -> Image.Image:
     "The image the network will see: `img` as RGB, or its Canny edges."
     return canny(img, low, high) if use_canny else to_rgb(img)
 
@@ -227,11 +227,11 @@ class InferenceWidget(W.VBox):
         self.upload.observe(self.add_upload, "value"); self.button.on_click(lambda _: self.run())
         self.update_preview()
 
-    def control(self) -> Image.Image:
-        "The control image for the current controls."
-        return control_image(self.guides[self.guide.value], self.use_canny.value, *self.thresholds.value)
+    def current_guide(self) -> Image.Image:
+        "The guide for the current controls."
+        return guide_image(self.guides[self.guide.value], self.use_canny.value, *self.thresholds.value)
 
-    def update_preview(self, change=None): self.preview.value = image_png(self.control())
+    def update_preview(self, change=None): self.preview.value = image_png(self.current_guide())
 
     def add_upload(self, change=None):
         "Add the uploaded image to the guides and select it."
@@ -242,7 +242,7 @@ class InferenceWidget(W.VBox):
     def _generate(self, scale, start, end):
         self.progress.value = 0
         def on_step(i, n): self.progress.max, self.progress.value = n, i
-        return generate_image(self.pipe, self.prompt.value, self.control(), scale, start, end, self.seed.value,
+        return generate_image(self.pipe, self.prompt.value, self.current_guide(), scale, start, end, self.seed.value,
                               self.steps.value, self.size, on_step=on_step)
 
     def run(self):
