@@ -37,5 +37,58 @@ def test_module_imports_fresh(mod):
 
 
 def test_public_api():
-    import lllite_nb
-    assert callable(lllite_nb.load_pipeline)
+    import lllite_nb, lllite_nb.models
+    assert lllite_nb.load_pipeline is lllite_nb.models.load_pipeline
+
+
+def chapter_order() -> dict:
+    "Module name -> position of its notebook in the story (the sorted notebook names)."
+    exps = default_exps()
+    order = sorted(set(exps.values()))
+    return {m: order.index(nb) for m, nb in exps.items()}
+
+
+def package_imports(path: Path) -> set:
+    "Names of lllite_nb modules a module imports, anywhere in it (functions included)."
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module: out.add(node.module.split(".")[0])
+        elif isinstance(node, ast.ImportFrom) and node.level == 1: out |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("lllite_nb."): out.add(node.module.split(".")[1])
+        elif isinstance(node, ast.ImportFrom) and node.module == "lllite_nb": out |= {a.name for a in node.names if a.name in MODULES}
+        elif isinstance(node, ast.Import): out |= {a.name.split(".")[1] for a in node.names if a.name.startswith("lllite_nb.")}
+    return out
+
+
+def test_chapters_import_only_earlier_chapters():
+    order = chapter_order()
+    assert [m for m in sorted(MODULES, key=order.get)][:3] == ["module", "models", "images"]  # story order, as the notebooks sort
+    bad = [f"{m} (nbs/{default_exps()[m]}) imports {d} (nbs/{default_exps()[d]})"
+           for m in MODULES for d in sorted(package_imports(ROOT / "lllite_nb" / f"{m}.py")) if order[d] >= order[m]]
+    assert bad == []
+
+
+def test_import_order_check_sees_imports_inside_functions(tmp_path):
+    f = tmp_path / "x.py"
+    f.write_text("from .a import b\nimport lllite_nb.c\ndef f():\n    from lllite_nb.d import e\n    from . import f\n")
+    assert package_imports(f) == {"a", "c", "d", "f"}
+
+
+def test_modules_are_short():
+    lines = {m: len((ROOT / "lllite_nb" / f"{m}.py").read_text().splitlines()) for m in MODULES}
+    assert {m: n for m, n in lines.items() if n > 400} == {}
+
+
+def test_front_door_is_lazy_and_explicit():
+    import lllite_nb, importlib
+    code = "import sys, lllite_nb; print(sorted(m for m in ('torch', 'diffusers', 'transformers', 'datasets', 'cv2') if m in sys.modules))"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}, cwd="/")
+    assert r.returncode == 0 and r.stdout.strip() == "[]", r.stderr[-2000:]
+    assert set(lllite_nb.__all__) & set(MODULES) == set()  # no public name shadows a module
+    homes = lllite_nb._HOME
+    assert {"ControlNetLLLite", "LLLiteModule", "LLLitePipeline", "load_pipeline", "tiny_pipeline", "sdxl_unet_config",
+            "build_meta_unet", "training_loss", "LLLiteUNet", "noise_scheduler", "draw_noise", "encode_text", "encode_latents",
+            "sdxl_time_ids", "evaluate_control", "analyse_shapes", "edge_f1", "mask_iou", "load_pairs", "make_shapes_dataset",
+            "canny", "train", "TrainConfig"} <= set(lllite_nb.__all__)
+    assert all(getattr(lllite_nb, n) is getattr(importlib.import_module(f"lllite_nb.{homes[n]}"), n) for n in lllite_nb.__all__)
+    assert hasattr(lllite_nb.ControlNetLLLite, "from_file") and hasattr(lllite_nb.ControlNetLLLite, "save")
