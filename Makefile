@@ -42,10 +42,10 @@ tokenizer: setup
 	cd build && unzip -o -q -j open_clip_torch-3.3.0-py3-none-any.whl 'open_clip/bpe_simple_vocab_16e6.txt.gz'
 	$(BIN)/python -c "from lllite_nb.models import make_tiny_tokenizer_files as f; print(f('build/bpe_simple_vocab_16e6.txt.gz'))"
 
-# The sample dataset (data_samples/): 40 train + 6 held-out shapes pictures with Canny guides, made by lllite_nb.data.
+# The sample dataset (data_samples/): 40 train + 6 held-out shapes pictures with Canny guides, made by lllite_nb.shapes.
 .PHONY: data-samples
 data-samples: setup
-	$(BIN)/python -c "from lllite_nb.data import make_data_samples; make_data_samples('data_samples')"
+	$(BIN)/python -c "from lllite_nb.shapes import make_data_samples; make_data_samples('data_samples')"
 
 # The tiny world's weights (lllite_nb/assets/tiny_sdxl): pretrain the tiny SDXL's VAE and UNet on the shapes world.
 # About three hours on 2 CPU cores; resumable (state in build/tiny_world/, rerun to continue); prints timings at the end.

@@ -44,7 +44,8 @@ def one_config(model: str, gc: bool, repeats: int, threads: int) -> dict:
     import torch
     from lllite_nb.inject import ControlNetLLLite
     from lllite_nb.models import sdxl_unet_config, tiny_unet
-    from lllite_nb.train import LLLiteUNet, draw_noise, noise_scheduler, training_loss
+    from lllite_nb.models import noise_scheduler
+    from lllite_nb.training import LLLiteUNet, draw_noise, training_loss
     from diffusers import UNet2DConditionModel
     torch.set_num_threads(threads); torch.set_flush_denormal(True)
     t0 = time.perf_counter()
@@ -101,7 +102,8 @@ def one_config(model: str, gc: bool, repeats: int, threads: int) -> dict:
 def end_to_end(steps: int, threads: int) -> dict:
     "Steps/s of `train` itself on the tiny model and the sample data (128 px, batch 4, both caches)."
     import torch
-    from lllite_nb.train import TrainConfig, train
+    from lllite_nb.fit import train
+    from lllite_nb.trainer import TrainConfig
     torch.set_num_threads(threads)
     with tempfile.TemporaryDirectory() as d:
         cfg = TrainConfig(dataset_config=str(ROOT / "data_samples/dataset.toml"), max_train_steps=steps, output_dir=d,
