@@ -8,7 +8,7 @@ from PIL import Image
 
 from lllite_nb.dataset import load_train_dataset, make_dataloader
 from lllite_nb.inject import ControlNetLLLite
-from lllite_nb.models import load_pipeline
+from lllite_nb.models import load_pipeline, tiny_pipeline
 from lllite_nb.fit import ckpt_name, main, parse_args, parse_sample_prompts, train
 from lllite_nb.models import encode_latents, encode_text, noise_scheduler, sdxl_time_ids
 from lllite_nb.trainer import TrainConfig, TrainConfigError, TrainingDivergedError, check_config
@@ -123,7 +123,10 @@ def test_training_learns_and_writes_kohya_files(tmp_path):
     prompts.write_text(f"a red circle --cn {GUIDE} --d 1 --s 2\na blue star --d 2 --s 2\n")
     cfg = tiny_cfg(tmp_path, max_train_steps=24, learning_rate=1e-2, output_name="t", save_every_n_steps=10,
                    save_every_n_epochs=1, sample_prompts=str(prompts), sample_every_n_steps=12)
-    res = train(cfg)
+    # the shipped tiny model already predicts the noise well (loss ~0.07 at 64 px), so 24 steps cannot show learning
+    # clearly on it; its seeded random-weight twin (loss ~1.09) does: the trainer's gradients must reach the network
+    pipe = tiny_pipeline(pretrained=False)
+    res = train(cfg, pipe=pipe)
     assert res.steps == 24 and len(res.losses) == 24 and all(math.isfinite(x) for x in res.losses)
     assert res.epochs == pytest.approx(2.4)
     names = sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".safetensors")
@@ -133,7 +136,6 @@ def test_training_learns_and_writes_kohya_files(tmp_path):
     assert [p.name for p in res.samples] == ["t-step00000012.png", "t-step00000024.png"]
     with Image.open(res.samples[0]) as im: assert im.size == (128, 128)  # 2 rows of guide | output at 64 px
     # the file reloads strictly, with every key of a fresh network, and the up layers have left zero
-    pipe = load_pipeline("tiny")
     fresh = ControlNetLLLite(pipe.unet, 8, 16)
     net = ControlNetLLLite.from_file(pipe.unet, res.weights_path)
     sd = read_sd(res.weights_path)
