@@ -3,6 +3,10 @@
     python benchmarks/gpu.py                    # CUDA: SDXL UNet at 1024x1024 (latent 128), at most 8 minutes
     python benchmarks/gpu.py --smoke            # the same code at tiny shapes on the CPU (under 2 minutes)
 
+--smoke differs only in what it is given: a tiny UNet of SDXL's layout (widths 32/64/128, one transformer block per
+attention) at latent 8, the CPU, one warm-up and one timed run per variant, and torch.compile's "eager" backend
+(dynamo traces and counts graph breaks; nothing is compiled). Its figures check the code, not the speed.
+
 Nothing is downloaded: the UNet is built from SDXL's config (`sdxl_unet_config()`) with seeded random weights, and
 latents, text embeddings, pooled embeddings, time ids and guides are random tensors of SDXL's shapes. The LLLite
 is kohya's default size (c32/m64), fp32 while training.
@@ -48,7 +52,8 @@ SDXL_SHAPES = dict(latent=(4, 128, 128), prompt_embeds=(77, 2048), pooled=(1280,
 
 def say(*a):
     "Progress to stderr (stdout carries the table)."
-    print(f"[{time.monotonic() - T0:6.1f}s]", *a, file=sys.stderr, flush=True)
+    print(f"[{time.monotonic() - T0:6.1f}s{' compile child' if '--compile-child' in sys.argv else ''}]", *a,
+          file=sys.stderr, flush=True)
 
 
 def parse_args(argv=None):
@@ -603,6 +608,7 @@ def main(argv=None):
                            optimizer="AdamW lr 2e-4, clip 1.0", memory="torch.cuda max_memory_allocated / "
                            "max_memory_reserved" if dev.type == "cuda" else "process peak RSS (VmHWM)"),
              training=[], inference=[], compile=dict(status="skipped (time)"), goals=[])
+    R["settings"]["cuda_alloc_conf"] = os.environ.get("PYTORCH_CUDA_ALLOC_CONF")
     say(f"{name}: building the UNet ({'tiny, smoke' if a.smoke else 'SDXL'}) ...")
     unet = build_unet(cfg, dev, ctx.dtypes[a.precisions[0]])
     R["settings"]["unet_params"] = sum(p.numel() for p in unet.parameters())
@@ -635,7 +641,7 @@ def main(argv=None):
                 write_json(a.out, R)
     unet.disable_gradient_checkpointing()
     del unet, net, opt
-    meter.free()
+    gc.unfreeze(); meter.free() # the child compiles a UNet of its own
     if not a.no_compile:
         R["compile"] = run_compile_child(a, deadline)
     else:
