@@ -383,6 +383,9 @@ def inference_rows(ctx: Ctx, unet, prec: str, deadline: float) -> dict:
 
 # ---------------------------------------------------------------- torch.compile (child process)
 
+KILLED = dict(status="timeout: killed while compiling or timing", works=None)
+
+
 def dynamo_counts() -> dict:
     from torch._dynamo.utils import counters
     breaks = dict(counters["graph_break"])
@@ -410,8 +413,9 @@ def compile_child(a) -> None:
         r = dict(dynamo_counts(), compile_s=compile_s, rel_error=err, matches=err < 5e-2)
         say(f"compile {name}: {compile_s:.1f} s, {r['graphs']} graph(s), {r['graph_breaks']} break(s), rel. error {err:.1e}")
         res = measure([Phase("eager", eager_fn), Phase("compiled", compiled_fn)], meter, a.warmup, a.repeats, deadline, units)
+        r["graphs_after_timing"] = dynamo_counts()["graphs"] # more than `graphs`: the timed calls recompiled
         r.update(res, status="ok" if all(v["status"] == "ok" for v in res.values()) else res["compiled"]["status"],
-                 works=r["matches"] and res["compiled"]["status"] == "ok")
+                 works=r["matches"] and res["compiled"]["status"] in ("ok", "skipped (time)")) # it ran and matched
         if "median_s" in res["eager"] and "median_s" in res["compiled"]:
             r["speedup"] = res["eager"]["median_s"] / res["compiled"]["median_s"]
         return r
@@ -429,6 +433,7 @@ def compile_child(a) -> None:
         def f():
             with torch.no_grad(): return u(lat2, t, **kw).sample
         return f
+    out["inference"] = dict(KILLED); write_json(a.compile_child, out) # what stays if the time limit strikes
     try:
         out["inference"] = compiled_vs_eager("inference", infer(unet), infer(cunet), 1)
     except Exception as e:
@@ -457,6 +462,7 @@ def compile_child(a) -> None:
             g = probe.grad.detach().clone(); net.zero_grad(set_to_none=True)
             return g
         return f
+    out["training"] = dict(KILLED); write_json(a.compile_child, out)
     try:
         out["training"] = compiled_vs_eager("training", train_step(eager_m), train_step(comp_m), 1)
     except Exception as e:
