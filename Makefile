@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test check-sync notebooks pytest export clean-nbs bench tokenizer
+.PHONY: setup demo test check-sync notebooks pytest export clean-nbs bench bench-gpu tokenizer
 
 setup: $(STAMP)
 
@@ -35,6 +35,11 @@ export: setup
 
 bench: setup
 	$(BIN)/python benchmarks/bench_module.py
+
+# LLLite on a random-weight SDXL UNet on one CUDA GPU (at most 8 minutes; table on stdout, benchmarks/gpu_results.json).
+# Without CUDA it says so and stops; `make bench-gpu SMOKE=1` runs the same code at tiny shapes on the CPU.
+bench-gpu: setup
+	$(if $(SMOKE),OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1}) $(BIN)/python benchmarks/gpu.py $(if $(SMOKE),--smoke --out build/gpu_smoke.json)
 
 # Rebuild the tiny tokenizer shipped in lllite_nb/assets/tiny_clip from CLIP's merges file (needs PyPI).
 tokenizer: setup
