@@ -19,7 +19,7 @@ _API = dict( # chapter module -> its public names; everything else is imported f
     weights="ControlNetLLLite save_weights read_weights load_network LLLiteFileError", # the network with save and from_file
     data="read_dataset_config load_hf_dataset DatasetError",
     shapes="draw_shapes_sample make_shapes_dataset make_data_samples make_synthetic_dataset analyse_shapes edge_f1 mask_iou "
-           "load_pairs evaluate_control",
+           "load_pairs evaluate_control sample_data",
     dataset="DatasetConfig LLLiteDataset load_train_dataset make_dataloader",
     training="LLLiteUNet training_loss draw_noise snr_weights diffusion_loss",
     trainer="TrainConfig TrainConfigError TrainRun Callback check_config setup_run micro_step resume_run",

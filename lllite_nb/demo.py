@@ -14,7 +14,7 @@ from PIL import Image
 from .models import TINY_WEIGHTS_DIR, load_pipeline
 from .images import image_grid
 from .tools import atomic_write, config_parser, opt, parse_config
-from .shapes import evaluate_control, load_pairs, make_shapes_dataset
+from .shapes import evaluate_control, load_pairs, make_shapes_dataset, sample_data
 from .trainer import TrainConfig
 from .fit import TrainResult, train
 from .inference import LLLitePipeline
@@ -26,7 +26,7 @@ __all__ = ['HEADER', 'DEMO_LLLITE', 'DemoConfig', 'train_demo_network', 'differe
 @dataclass
 class DemoConfig:
     "Settings of the demo; the defaults took about 7 minutes on 2 shared CPU cores."
-    data_dir: str = opt("data_samples", "sample data: holdout/ holds the guides of the comparison")
+    data_dir: str = opt("", "sample data (holdout/ holds the guides of the comparison); empty: sample_data()")
     n_train: int = opt(2000, "world pictures generated for training (0: train on data_dir/train instead)")
     train_seed: int = opt(3000, "training picture i is draw_shapes_sample(default_rng([train_seed, i]))")
     outdir: str = opt("outputs/demo", "where the network and the pictures go")
@@ -45,11 +45,15 @@ class DemoConfig:
     tile: int = opt(128, "side of each image in the pictures (enlarged without smoothing)")
 
 # %% ../nbs/05a_demo.ipynb #a0e4e3a6
+def _data_dir(cfg: DemoConfig) -> Path:
+    "The demo's sample data: `cfg.data_dir`, or `sample_data()` when it is empty."
+    return Path(cfg.data_dir) if cfg.data_dir else sample_data()
+
 def train_demo_network(cfg: DemoConfig, # the demo settings
                        pipe # the loaded base pipeline to train on
                       ) -> TrainResult:
     "Train the demo's LLLite on `cfg.n_train` generated pictures (or `cfg.data_dir`/train); returns the trainer's result."
-    data = Path(cfg.data_dir) / "train"
+    data = _data_dir(cfg) / "train"
     if cfg.n_train: data = make_shapes_dataset(Path(cfg.outdir) / "train_data", cfg.n_train, cfg.train_seed, cfg.resolution, overwrite=True)
     res = train(TrainConfig(pretrained_model_name_or_path=cfg.model, train_data_dir=str(data / "images"),
                             conditioning_data_dir=str(data / "conditioning"), caption_extension=".txt",
@@ -85,9 +89,9 @@ def run_demo(cfg: DemoConfig = DemoConfig()) -> Path:
     "Train, measure on the held-out guides, write pictures and metrics.json to `cfg.outdir`; returns the overview's path."
     t0, out = time.perf_counter(), Path(cfg.outdir)
     out.mkdir(parents=True, exist_ok=True)
-    pairs = load_pairs(Path(cfg.data_dir) / "holdout")
+    pairs = load_pairs(_data_dir(cfg) / "holdout")
     _say(t0, f"loading the {cfg.model!r} model"); base = load_pipeline(cfg.model)
-    src = f"{cfg.n_train} generated pictures" if cfg.n_train else str(Path(cfg.data_dir) / "train")
+    src = f"{cfg.n_train} generated pictures" if cfg.n_train else str(_data_dir(cfg) / "train")
     _say(t0, f"training an LLLite (c={cfg.cond_emb_dim}, m={cfg.network_dim}) for {cfg.max_train_steps} steps on {src}")
     res = train_demo_network(cfg, base)
     seeds = tuple(range(cfg.seed, cfg.seed + cfg.n_seeds))

@@ -221,5 +221,4 @@ def main(argv: list | None = None):
     train(cfg)
 
 # %% ../nbs/04b_fit.ipynb #aa7b1c10
-#| eval: false
-if __name__ == "__main__": main() # `python -m lllite_nb.fit` / `accelerate launch -m lllite_nb.fit`
+if __name__ == "__main__" and "__file__" in globals(): main() # `python -m lllite_nb.fit`, `accelerate launch -m lllite_nb.fit`; not in a notebook

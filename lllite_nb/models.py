@@ -68,13 +68,19 @@ TINY_WEIGHTS_DIR = Path(str(importlib.resources.files("lllite_nb") / "assets" / 
 TINY_WEIGHT_FILES = dict(unet="unet.safetensors", vae="vae.safetensors", text_encoder="text_encoder.safetensors",
                          text_encoder_2="text_encoder_2.safetensors") # pipeline part -> its file
 
+def _renamed_like(sd: dict, own: dict, prefix: str = "text_model.") -> dict:
+    "`sd` with its keys renamed to `own`'s when they differ only by `prefix` (CLIPTextModel's keys in transformers 4 vs 5)."
+    for d in ({prefix + k: v for k, v in sd.items()}, {k.removeprefix(prefix): v for k, v in sd.items()}):
+        if set(d) == set(own) != set(sd): return d
+    return sd
+
 def load_tiny_weights(model: torch.nn.Module, # a part built from the in-code config
                       part: str, # a key of TINY_WEIGHT_FILES
                       folder: str | Path = TINY_WEIGHTS_DIR) -> bool: # where the files are
     "Load the shipped state dict of `part` into `model`, strictly; False (model untouched) when the file is absent."
     f = Path(folder) / TINY_WEIGHT_FILES[part]
     if not f.exists(): return False
-    sd, own = load_file(str(f)), model.state_dict()
+    own = model.state_dict(); sd = _renamed_like(load_file(str(f)), own)
     bad = ([f"missing {k}" for k in own if k not in sd] + [f"unexpected {k}" for k in sd if k not in own] +
            [f"{k} {list(v.shape)} (model {list(own[k].shape)})" for k, v in sd.items() if k in own and v.shape != own[k].shape])
     if bad: raise ValueError(f"{f} does not fit the {part} built from the config: {len(bad)} mismatches "
@@ -135,9 +141,7 @@ def clip_tokenizer(folder: str | Path = TOKENIZER_DIR, # holds vocab.json and me
     folder = Path(folder)
     for f in ("vocab.json", "merges.txt"):
         if not (folder / f).exists(): raise FileNotFoundError(f"tokenizer file {folder / f} is missing; run `make tokenizer`")
-    vocab = json.loads((folder / "vocab.json").read_text(encoding="utf-8"))
-    merges = [tuple(l.split()) for l in (folder / "merges.txt").read_text(encoding="utf-8").split("\n")[1:] if l]
-    return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=77, pad_token=pad_token)
+    return CLIPTokenizer.from_pretrained(str(folder), model_max_length=77, pad_token=pad_token)  # a local folder: no download
 
 # %% ../nbs/00a_models.ipynb #72c3518b
 def tiny_text_encoders(cfg: TinySDXLConfig = TinySDXLConfig(),

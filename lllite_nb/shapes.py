@@ -4,7 +4,7 @@
 
 # %% ../nbs/03a_shapes.ipynb #cb6553aa
 from __future__ import annotations
-import json, math, shutil
+import importlib.resources, json, math, os, shutil
 from pathlib import Path
 
 import cv2
@@ -18,8 +18,9 @@ from .tools import atomic_write, replace_folder
 
 # %% auto #0
 __all__ = ['COLOURS', 'SHAPES', 'render_shapes', 'shapes_caption', 'draw_shapes_sample', 'write_pairs', 'write_dataset_toml',
-           'make_shapes_dataset', 'make_data_samples', 'make_synthetic_dataset', 'colour_labels', 'background_colours',
-           'shape_kind', 'analyse_shapes', 'caption_agreement', 'edge_f1', 'mask_iou', 'load_pairs', 'evaluate_control']
+           'make_shapes_dataset', 'make_data_samples', 'user_cache_dir', 'sample_data', 'make_synthetic_dataset',
+           'colour_labels', 'background_colours', 'shape_kind', 'analyse_shapes', 'caption_agreement', 'edge_f1',
+           'mask_iou', 'load_pairs', 'evaluate_control']
 
 # %% ../nbs/03a_shapes.ipynb #cadc311c
 COLOURS = {'red': (220, 40, 40), 'green': (40, 170, 60), 'blue': (40, 80, 220), 'yellow': (240, 210, 40),
@@ -154,6 +155,20 @@ def make_data_samples(root: str | Path = 'data_samples', # the folder to (re)cre
         make_shapes_dataset(tmp / 'holdout', n_holdout, holdout_seed, size, toml=False)
         write_dataset_toml(tmp / 'dataset.toml', 'train/images', 'train/conditioning', size)
     return replace_folder(root, build)
+
+# %% ../nbs/03a_shapes.ipynb #df97db3b
+def user_cache_dir() -> Path:
+    "lllite-nb's cache folder: `$XDG_CACHE_HOME/lllite_nb`, else `~/.cache/lllite_nb`."
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lllite_nb"
+
+def sample_data(checkout: bool = True, # use the repository's data_samples/ when the package runs from a checkout
+                cache_dir: str | Path | None = None # where to make it otherwise (default: `user_cache_dir()`)
+               ) -> Path:
+    "The sample data folder: the checkout's `data_samples/`, else the same files made once in the user cache."
+    repo = Path(str(importlib.resources.files("lllite_nb"))).parent / "data_samples"
+    if checkout and (repo / "dataset.toml").is_file(): return repo
+    d = Path(cache_dir) if cache_dir is not None else user_cache_dir() / "data_samples"
+    return d if (d / "dataset.toml").is_file() else make_data_samples(d)
 
 # %% ../nbs/03a_shapes.ipynb #93d1baa9
 def make_synthetic_dataset(pipe, # a diffusers SDXL pipeline, or any callable(prompt=, generator=, ...)

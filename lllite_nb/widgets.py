@@ -15,6 +15,7 @@ from PIL import Image
 
 from .images import canny, tensor_to_image, to_rgb
 from .inject import ControlNetLLLite
+from .shapes import sample_data
 from .probe import (DEPTH_GRID, GROUPS, conditioning_maps, channel_grid, diff_map, effects_grid,
                              generate_groups, guide_batch, module_effects, module_keys, pca_rgb, set_groups, step_progress)
 
@@ -62,9 +63,10 @@ def _png_view(**kw) -> W.Image: # an Image widget shown at its natural size (not
     return W.Image(format="png", layout=W.Layout(align_self="flex-start", max_width="100%"), **kw)
 
 # %% ../nbs/06_widgets.ipynb #89d417a5
-def sample_guides(root: str | Path = "data_samples" # a folder with <split>/conditioning/*.png, as data_samples/
+def sample_guides(root: str | Path | None = None # a folder with <split>/conditioning/*.png; None: `sample_data()`
                  ) -> dict[str, Image.Image]:
     "Every conditioning image under `root`, as 'split/stem' -> RGB image."
+    root = sample_data() if root is None else root
     files = sorted(Path(root).glob("*/conditioning/*.png"))
     if not files: raise FileNotFoundError(f"no conditioning images under {root} (expected {root}/<split>/conditioning/*.png)")
     return {f"{f.parent.parent.name}/{f.stem}": to_rgb(Image.open(f)) for f in files}

@@ -250,5 +250,4 @@ def quality_gate(pipe, # a StableDiffusionXLPipeline of the tiny world
     return dict(rates=rates, images=imgs, captions=caps, agree=[a["both"] for a in agree])
 
 # %% ../nbs/07_world.ipynb #15417af8
-#| eval: false
-if __name__ == "__main__": main()
+if __name__ == "__main__" and "__file__" in globals(): main() # `python -m lllite_nb.world`; not in a notebook
