@@ -40,3 +40,7 @@ def __getattr__(name: str):
     return value
 
 def __dir__(): return sorted(set(globals()) | set(__all__))
+
+# %% ../nbs/index.ipynb #015e9ec9
+import logging
+logging.getLogger("transformers.utils.import_utils").addFilter(lambda r: "requires torchvision" not in r.getMessage())

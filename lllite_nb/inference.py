@@ -112,6 +112,12 @@ class LLLitePipeline(StableDiffusionXLPipeline):
     @property
     def lllites(self) -> list: return self.__dict__.setdefault("_lllites", []) # attached networks, in order
 
+    @classmethod
+    def from_pipe(cls, pipeline, **kwargs): # an SDXL pipeline; diffusers' from_pipe options (e.g. torch_dtype=)
+        "A pipeline on `pipeline`'s components as they are: diffusers' `from_pipe` casts them to float32 (fp16 too) and warns."
+        if kwargs: return super().from_pipe(pipeline, **kwargs)
+        return cls(**pipeline.components, force_zeros_for_empty_prompt=pipeline.config.force_zeros_for_empty_prompt)
+
     def add_lllite(self, net_or_path) -> ControlNetLLLite: # a ControlNetLLLite on this UNet, or a kohya-format file
         "Attach a network (hooked in only while generating) and move it to the UNet's device and dtype; returns it."
         net = net_or_path if isinstance(net_or_path, ControlNetLLLite) else ControlNetLLLite.from_file(self.unet, net_or_path)
