@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_widgets.ipynb #9a082e2e
 from __future__ import annotations
-import io
+import io, sys
 from pathlib import Path
 
 import ipywidgets as W
@@ -20,8 +20,18 @@ from .probe import (DEPTH_GRID, GROUPS, conditioning_maps, channel_grid, diff_ma
                              generate_groups, guide_batch, module_effects, module_keys, pca_rgb, set_groups, step_progress)
 
 # %% auto #0
-__all__ = ['module_options', 'plot_conditioning', 'fig_to_png', 'sample_guides', 'EmbeddingViewer', 'plot_effects', 'plot_images',
-           'EffectsWidget', 'guide_image', 'image_from_upload', 'image_png', 'generate_image', 'InferenceWidget']
+__all__ = ['DEFAULT_PROMPT', 'enable_colab_widgets', 'module_options', 'plot_conditioning', 'fig_to_png', 'sample_guides',
+           'EmbeddingViewer', 'plot_effects', 'plot_images', 'EffectsWidget', 'guide_image', 'image_from_upload',
+           'image_png', 'generate_image', 'InferenceWidget']
+
+# %% ../nbs/06_widgets.ipynb #debae381
+def enable_colab_widgets() -> bool:
+    "In Colab with ipywidgets 8, switch on Colab's custom widget manager (which they need there); True if it did."
+    if "google.colab" not in sys.modules or int(W.__version__.split(".")[0]) < 8: return False
+    from google.colab import output
+    output.enable_custom_widget_manager(); return True
+
+enable_colab_widgets()
 
 # %% ../nbs/06_widgets.ipynb #7191db4d
 def module_options(net: ControlNetLLLite) -> list[tuple[str, str]]:
@@ -126,10 +136,12 @@ def plot_images(images: dict, # title -> PIL image, or (H, W) array shown as a h
     return fig
 
 # %% ../nbs/06_widgets.ipynb #3c19dca7
+DEFAULT_PROMPT = "a blue circle on an orange and white background" # the caption of the first sample guide, holdout/0000
+
 class EffectsWidget(W.VBox):
     "Per-module effect map and images with groups of modules switched off; press Run (or call `run()`)."
     def __init__(self, pipe, net: ControlNetLLLite, guides: dict, # pipeline; network on its UNet; name -> guide
-                 size: int = 64, steps: int = 4, prompt: str = "a red circle"): # image side, denoising steps
+                 size: int = 128, steps: int = 20, prompt: str = DEFAULT_PROMPT): # image side, denoising steps
         super().__init__()
         self.pipe, self.net, self.guides, self.size, self.steps, self.cache, self.result = pipe, net, guides, size, steps, {}, {}
         self.prompt, self.guide = W.Text(prompt, description="prompt"), W.Dropdown(options=list(guides), description="guide")
@@ -180,10 +192,10 @@ def guide_image(img: Image.Image, # the chosen guide
     "The image the network will see: `img` as RGB, or its Canny edges."
     return canny(img, low, high) if use_canny else to_rgb(img)
 
-def image_from_upload(value) -> tuple[str, Image.Image]: # a FileUpload widget's value
+def image_from_upload(value) -> tuple[str, Image.Image]: # a FileUpload widget's value (ipywidgets 8 or 7)
     "(file name, RGB image) of the first uploaded file."
     if not value: raise ValueError("no file uploaded")
-    f = value[0]
+    f = value[0] if isinstance(value, (tuple, list)) else dict(name=next(iter(value)), **next(iter(value.values()))) # 8: tuple, 7: dict
     try: return f["name"], to_rgb(Image.open(io.BytesIO(bytes(f["content"]))))
     except OSError as e: raise ValueError(f"{f['name']} is not a readable image ({e})") from e
 
@@ -210,7 +222,7 @@ def generate_image(pipe, # an LLLitePipeline with one network attached
 class InferenceWidget(W.VBox):
     "Prompt, guide (sample or upload), Canny, strength, window, seed, steps -> image beside the uncontrolled one; Run."
     def __init__(self, pipe, guides: dict, # an LLLitePipeline with one network attached; name -> guide image
-                 size: int = 64, steps: int = 4, prompt: str = "a red circle"): # image side; initial steps and prompt
+                 size: int = 128, steps: int = 20, prompt: str = DEFAULT_PROMPT): # image side; initial steps and prompt
         super().__init__()
         self.pipe, self.guides, self.size, self.cache, self.result = pipe, dict(guides), size, {}, {}
         self.prompt, self.guide = W.Text(prompt, description="prompt"), W.Dropdown(options=list(guides), description="guide")
