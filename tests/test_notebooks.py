@@ -105,3 +105,30 @@ def test_lllite_demo_from_an_empty_folder(tmp_path, site):
     out = tmp_path / "outputs" / "demo"
     assert sorted(p.name for p in out.glob("*.png")) == [f"compare_{i:04d}.png" for i in range(6)] + ["demo_lllite-loss.png", "overview.png"]
     assert (out / "demo_lllite.safetensors").is_file() and (tmp_path / ".cache" / "lllite_nb" / "data_samples" / "dataset.toml").is_file()
+
+
+def cells(nb: str) -> list:
+    return json.loads((ROOT / "nbs" / nb).read_text())["cells"]
+
+
+def git_url() -> str:
+    return next(l.split("=", 1)[1].strip() for l in (ROOT / "settings.ini").read_text().splitlines() if l.startswith("git_url"))
+
+
+@pytest.mark.parametrize("nb", NBS)
+def test_chapter_opens_in_colab_and_installs_itself(nb):
+    cs = cells(nb)
+    assert cs[0]["cell_type"] == "markdown" and "".join(cs[0]["source"]).startswith("# ")
+    badge = f"(https://colab.research.google.com/github/lllite-nb/lllite-nb/blob/main/nbs/{nb})"
+    assert badge in "".join(cs[0]["source"]), f"{nb}: no Open-in-Colab badge for its own file in the title cell"
+    first = "".join(next(c for c in cs if c["cell_type"] == "code")["source"])
+    assert 'find_spec("lllite_nb") is None' in first and f'"lllite-nb @ git+{git_url()}"' in first
+
+
+def test_markdown_images_are_absolute_and_exist():
+    import re
+    raw, badge = "https://raw.githubusercontent.com/lllite-nb/lllite-nb/main/nbs/images/", "https://colab.research.google.com/assets/colab-badge.svg"
+    found = [(nb, u) for nb in NBS for c in cells(nb) if c["cell_type"] == "markdown"
+             for u in re.findall(r"!\[[^\]]*\]\(([^)\s]+)", "".join(c["source"])) + re.findall(r"<img[^>]+src=\"([^\"]+)", "".join(c["source"])) if u != badge]
+    assert found and [(nb, u) for nb, u in found if not u.startswith(raw)] == []
+    assert [u for _, u in found if not (ROOT / "nbs" / "images" / u.removeprefix(raw)).is_file()] == []
