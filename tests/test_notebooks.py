@@ -132,3 +132,18 @@ def test_markdown_images_are_absolute_and_exist():
              for u in re.findall(r"!\[[^\]]*\]\(([^)\s]+)", "".join(c["source"])) + re.findall(r"<img[^>]+src=\"([^\"]+)", "".join(c["source"])) if u != badge]
     assert found and [(nb, u) for nb, u in found if not u.startswith(raw)] == []
     assert [u for _, u in found if not (ROOT / "nbs" / "images" / u.removeprefix(raw)).is_file()] == []
+
+
+def test_readme_first_example_draws_its_prompt(tmp_path, site):
+    "The README's first Python block, run in an empty folder: a red circle where the guide has it (lower left)."
+    import re
+    import numpy as np
+    from PIL import Image
+    from lllite_nb.shapes import analyse_shapes
+    block = re.search(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S).group(1)
+    r = subprocess.run([sys.executable, "-c", block], cwd=tmp_path, env=alone_env(tmp_path, site), capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    found = analyse_shapes(Image.open(tmp_path / "red_circle.png"))
+    assert [(o["colour"], o["shape"]) for o in found["shapes"]] == [("red", "circle")]
+    ys, xs = np.nonzero(found["shapes"][0]["mask"])
+    assert xs.mean() < 64 < ys.mean()  # the guide's circle is centred near (46, 89)
