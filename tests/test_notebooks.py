@@ -147,3 +147,12 @@ def test_readme_first_example_draws_its_prompt(tmp_path, site):
     assert [(o["colour"], o["shape"]) for o in found["shapes"]] == [("red", "circle")]
     ys, xs = np.nonzero(found["shapes"][0]["mask"])
     assert xs.mean() < 64 < ys.mean()  # the guide's circle is centred near (46, 89)
+
+
+def test_gpu_cells_do_nothing_without_a_gpu():
+    "Run All on a CPU runs `#| gpu` cells too: each does its work only under `if torch.cuda.is_available()`."
+    gpu = [(nb, "".join(c["source"])) for nb in NBS for c in cells(nb) if c["cell_type"] == "code" and "#| gpu" in "".join(c["source"])]
+    assert {nb for nb, _ in gpu} == {"00a_models.ipynb", "04b_fit.ipynb", "05_inference.ipynb", "06_widgets.ipynb"}
+    for nb, src in gpu:
+        top = [l for l in src.splitlines() if l and not l.startswith((" ", "#|"))]
+        assert top[-1].startswith("if torch.cuda.is_available()") and all(l.startswith("import ") for l in top[:-1]), (nb, top)
