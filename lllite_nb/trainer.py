@@ -107,7 +107,7 @@ def check_config(cfg: TrainConfig # the options to check
 # %% ../nbs/04a_trainer.ipynb #f17a4985
 def step_seed(seed: int, micro_step: int, process: int = 0) -> int:
     "The seed of one micro-batch: a hash of (seed, micro-batch number, process index)."
-    return int(np.random.SeedSequence([seed, micro_step, process]).generate_state(1, np.uint64)[0] >> 1)
+    return int(np.random.SeedSequence([seed, micro_step, process]).generate_state(1, np.uint64)[0]) >> 1
 
 def _rng_state() -> dict:
     return dict(python=random.getstate(), numpy=np.random.get_state(), torch=torch.get_rng_state(),

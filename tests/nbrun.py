@@ -1,23 +1,16 @@
 """Run one notebook as a person would with Run All, in a fresh IPython shell: `python nbrun.py NOTEBOOK`.
 
 Cells flagged `#| slow`, `#| gpu` or `#| eval: false` are skipped (what CI cannot run). The shell is set up first;
-after that the development packages (nbdev, execnb, pytest) cannot be imported, so a chapter that needs one fails
-here as it would after a plain `pip install`. Exits 1 at the first cell that raises, after printing its traceback."""
-import importlib.abc, json, re, sys, time
+after that the development packages (nbdev, execnb, pytest) look absent, as after a plain `pip install`:
+importing one fails and `importlib.util.find_spec` finds none, so a chapter that needs one fails here.
+Exits 1 at the first cell that raises, after printing its traceback."""
+import json, re, sys, time
 from pathlib import Path
 
 from IPython.core.interactiveshell import InteractiveShell
 
 DEV_ONLY = {"nbdev", "execnb", "pytest", "_pytest"}
 SKIP_FLAGS = {"slow", "gpu"}
-
-
-class BlockDevPackages(importlib.abc.MetaPathFinder):
-    "Refuse to import the development-only packages."
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in DEV_ONLY:
-            raise ModuleNotFoundError(f"No module named {name!r} (a development package: not installed by `pip install lllite-nb`)")
-        return None
 
 
 class Shell(InteractiveShell):
@@ -40,7 +33,7 @@ def run(path: Path) -> int:
     cells = [c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
     shell = Shell.instance()
     for m in [m for m in sys.modules if m.split(".")[0] in DEV_ONLY]: del sys.modules[m]
-    sys.meta_path.insert(0, BlockDevPackages())
+    sys.modules.update(dict.fromkeys(DEV_ONLY))  # None there: `import` fails and `find_spec` says absent, as if not installed
     t0 = time.perf_counter()
     for i, c in enumerate(cells):
         src = "".join(c["source"])

@@ -234,7 +234,7 @@ def test_embedding_viewer(net, guides):
 
 def test_effects_widget(pipe, net, guides):
     set_groups(net)
-    w = EffectsWidget(pipe, net, guides, steps=2)
+    w = EffectsWidget(pipe, net, guides, size=64, steps=2, prompt=PROMPT)
     w.guide.value = "train/0000"
     w.button.click()
     first = bytes(w.effects_image.value)
@@ -259,7 +259,7 @@ def test_effects_widget(pipe, net, guides):
 def test_inference_widget(pipe, net, guides):
     pipe.add_lllite(net)
     try:
-        w = InferenceWidget(pipe, guides, steps=2)
+        w = InferenceWidget(pipe, guides, size=64, steps=2, prompt=PROMPT)
         w.guide.value = "train/0003"
         p0 = bytes(w.preview.value)
         w.use_canny.value = True; w.thresholds.value = (30, 90)
