@@ -1,6 +1,7 @@
 "lllite_nb.widgets: the pure functions (shapes, exact values) and the widgets driven through their controls."
 import datetime, itertools
 
+import ipywidgets
 import numpy as np
 import pytest
 import torch
@@ -256,6 +257,15 @@ def test_effects_widget(pipe, net, guides):
     set_groups(net)
 
 
+
+def upload(widget, name: str, data: bytes):
+    "Give a FileUpload a file as the browser does: ipywidgets 8 sets `value`, ipywidgets 7 `metadata`, `data` and a counter."
+    if int(ipywidgets.__version__.split(".")[0]) >= 8:
+        widget.value = ({"name": name, "type": "image/png", "size": len(data),
+                         "last_modified": datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc), "content": memoryview(data)},)
+    else:
+        widget.metadata, widget.data = [{"name": name, "type": "image/png", "size": len(data), "lastModified": 0}], [data]
+        widget._counter += 1
 def test_inference_widget(pipe, net, guides):
     pipe.add_lllite(net)
     try:
@@ -274,8 +284,7 @@ def test_inference_widget(pipe, net, guides):
         w.window.value = (0.4, 0.4); w.button.click()
         assert w.status.value.startswith("error: control window")
         up = Image.new("RGB", (96, 96), (0, 0, 0)); up.paste((255, 255, 255), (20, 20, 70, 70))
-        w.upload.value = ({"name": "box.png", "type": "image/png", "size": 1, "last_modified": datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc),
-                           "content": memoryview(image_png(up))},)
+        upload(w.upload, "box.png", image_png(up))
         assert w.guide.value == "upload: box.png" and "upload: box.png" in w.guide.options
         assert bytes(w.preview.value) == image_png(canny(up, 30, 90))
     finally: pipe.remove_lllite(net)
