@@ -241,13 +241,16 @@ def _stage(nb_path: str, pages: list[tuple]) -> tuple[str, float]:
 
 
 def render(quiet: bool = True) -> None:
-    "Sphinx + MyST-NB: `_proc/` -> `_docs/`, nothing executed again."
-    if SITE.exists(): shutil.rmtree(SITE)
+    "Sphinx + MyST-NB: `_proc/` -> `_docs/`, nothing executed again. Built beside, then swapped in whole."
+    out = PROC / ".site" # MyST-NB keeps its output files in <out>/../jupyter_execute: inside _proc/, not the repo
+    if out.exists(): shutil.rmtree(out)
     cmd = [sys.executable, "-m", "sphinx", "-b", "html", "-c", str(ROOT / ".ci/docs"), "-d", str(PROC / ".doctrees"),
-           str(PROC), str(SITE)] + (["-q"] if quiet else [])
+           str(PROC), str(out)] + (["-q"] if quiet else [])
     subprocess.run(cmd, check=True, cwd=ROOT)
-    (SITE / ".nojekyll").touch()
-    fix_anchors(SITE)
+    (out / ".nojekyll").touch() # GitHub Pages: serve _static/ and _images/ as they are
+    fix_anchors(out)
+    if SITE.exists(): shutil.rmtree(SITE)
+    shutil.move(out, SITE)
 
 
 _ID = re.compile(r'\sid="([^"]+)"')

@@ -17,7 +17,7 @@ html_baseurl = f"{cfg['doc_host'].rstrip('/')}{cfg['doc_baseurl'].rstrip('/')}/"
 
 extensions = ["myst_nb"]
 root_doc = "index"
-exclude_patterns = [".doctrees", "**.ipynb_checkpoints", "*.tmp"]
+exclude_patterns = [".doctrees", ".site", "jupyter_execute", "**.ipynb_checkpoints", "*.tmp"]
 source_suffix = {".ipynb": "myst-nb"}
 
 # The notebooks arrive executed (build.py runs them as nbdev_test does); MyST-NB only renders.
