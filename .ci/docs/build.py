@@ -171,6 +171,8 @@ def myst_cell(cell) -> dict:
     source = "\n".join(src).strip()
     if source.startswith("show_doc("): # nbdev's API entry: its rule above becomes the cell's border (CSS)
         tags.append("api")
+        # only the entry itself: what importing the package printed on the way (library warnings) is not part of it
+        outs = [o for o in outs if "text/markdown" in o.get("data", {})]
         for o in outs:
             if "text/markdown" in o.get("data", {}):
                 o["data"] = dict(o["data"], **{"text/markdown": re.sub(r"^\s*---\s*\n", "", "".join(o["data"]["text/markdown"]))})
@@ -180,7 +182,7 @@ def myst_cell(cell) -> dict:
 
 def page_header(fm: dict, nb: Path, cfg) -> str:
     "Title, summary and the two links every chapter page carries: Open in Colab and the source notebook."
-    rel = nb.relative_to(ROOT).as_posix()
+    rel = f"{cfg.nbs_path.relative_to(cfg.config_path).as_posix()}/{nb.name}" # where the notebook lives on GitHub
     user_repo = cfg.git_url.rstrip("/").split("github.com/")[-1]
     colab = f"https://colab.research.google.com/github/{user_repo}/blob/{cfg.branch}/{rel}"
     src = f"{cfg.git_url.rstrip('/')}/blob/{cfg.branch}/{rel}"

@@ -41,9 +41,9 @@ class Page(HTMLParser):
     def handle_data(self, data): self.text.append(data)
 
 
-def figures(page: str) -> int:
+def figures(page: str, proc: Path = PROC) -> int:
     "Image outputs in the executed notebook behind `page`."
-    nb = json.loads((PROC / f"{page}.ipynb").read_text(encoding="utf-8"))
+    nb = json.loads((proc / f"{page}.ipynb").read_text(encoding="utf-8"))
     return sum(1 for c in nb["cells"] for o in c.get("outputs", []) if set(IMAGE_MIMES) & set(o.get("data", {})))
 
 
@@ -67,35 +67,36 @@ def documented(page: str) -> set[str]:
     return out
 
 
-def empty_api_entries(page: str) -> int:
+def empty_api_entries(page: str, proc: Path = PROC) -> int:
     "show_doc cells of the executed notebook that produced no entry."
-    nb = json.loads((PROC / f"{page}.ipynb").read_text(encoding="utf-8"))
+    nb = json.loads((proc / f"{page}.ipynb").read_text(encoding="utf-8"))
     return sum(1 for c in nb["cells"] if "api" in c.get("metadata", {}).get("tags", [])
                and not any("text/markdown" in o.get("data", {}) for o in c.get("outputs", [])))
 
 
-def check() -> list[str]:
+def check(site: Path = SITE, proc: Path = PROC) -> list[str]:
+    "Every problem found in the built `site` (and the executed notebooks in `proc`), one line each."
     from nbdev.config import get_config
     cfg, problems = get_config(), []
     nbs = chapters()
     pages = [page_name(p) for p in nbs]
     user_repo = cfg.git_url.rstrip("/").split("github.com/")[-1]
-    if not SITE.is_dir(): return [f"{SITE} does not exist: run `make docs` first"]
+    if not site.is_dir(): return [f"{site} does not exist: run `make docs` first"]
     parsed = {}
     for nb, page in zip(nbs, pages):
-        f = SITE / f"{page}.html"
-        if not f.exists(): problems.append(f"{nb.name}: no page {f.relative_to(ROOT)}"); continue
+        f = site / f"{page}.html"
+        if not f.exists(): problems.append(f"{nb.name}: no page {f.name}"); continue
         p = parsed[page] = Page(f)
         rel = nb.relative_to(ROOT).as_posix()
         for want in (f"https://colab.research.google.com/github/{user_repo}/blob/{cfg.branch}/{rel}",
                      f"{cfg.git_url.rstrip('/')}/blob/{cfg.branch}/{rel}"):
             if want not in p.links: problems.append(f"{page}.html: no link to {want}")
-        n_fig = figures(page)
+        n_fig = figures(page, proc)
         out_imgs = [s for s in p.imgs if s.startswith("_images/")]
         if len(out_imgs) < n_fig: problems.append(f"{page}.html: {n_fig} figures in the notebook, {len(out_imgs)} images on the page")
         for s in p.imgs:
             if s.startswith(("http:", "https:", "data:")): continue
-            img = SITE / unquote(urlparse(s).path)
+            img = site / unquote(urlparse(s).path)
             if not img.is_file() or img.stat().st_size == 0: problems.append(f"{page}.html: image {s} is missing or empty")
         if p.errors: problems.append(f"{page}.html: error outputs on the page ({', '.join(p.errors[:3])})")
         text = "".join(p.text)
@@ -103,7 +104,7 @@ def check() -> list[str]:
             if bad in text: problems.append(f"{page}.html: the page shows a traceback ({bad[:40]!r})")
         missing = sorted(a for a in documented(page) if a not in p.ids)
         if missing: problems.append(f"{page}.html: exported names without their show_doc entry: {', '.join(missing[:8])}")
-        if empty_api_entries(page): problems.append(f"{page}.html: {empty_api_entries(page)} show_doc entries came out empty")
+        if empty_api_entries(page, proc): problems.append(f"{page}.html: {empty_api_entries(page, proc)} show_doc entries came out empty")
     # the chapters in order in the navigation, the index first
     if "index" in parsed:
         nav = [Path(h).stem for h in parsed["index"].nav if h and not h.startswith("#")]
@@ -116,10 +117,10 @@ def check() -> list[str]:
             u = urlparse(h)
             if u.scheme or u.netloc or not (u.path.endswith(".html") or (not u.path and u.fragment)): continue
             target = Path(u.path).stem if u.path else page
-            if target not in parsed and not (SITE / u.path).exists(): problems.append(f"{page}.html: link to missing page {h}"); continue
+            if target not in parsed and not (site / u.path).exists(): problems.append(f"{page}.html: link to missing page {h}"); continue
             if u.fragment and target in parsed and unquote(u.fragment) not in parsed[target].ids:
                 problems.append(f"{page}.html: link {h}: no anchor #{u.fragment} on {target}.html")
-    extra = sorted({f.stem for f in SITE.glob("*.html")} - set(pages) - {"genindex", "search", "py-modindex"})
+    extra = sorted({f.stem for f in site.glob("*.html")} - set(pages) - {"genindex", "search", "py-modindex"})
     if extra: problems.append(f"_docs/ has pages of no chapter in nbs/: {extra}")
     return problems
 
