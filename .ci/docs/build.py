@@ -150,6 +150,19 @@ def unlink_code(md: str) -> str:
     return _FENCE.sub(lambda m: _MDLINK.sub(r"\1", m.group(1)), md)
 
 
+def small_image_2x(o: dict, below: int = 256) -> dict:
+    "A raster output narrower than `below` px with no size of its own (the tiny model's 128 px pictures) shown twice as wide."
+    d, md = o.get("data", {}), dict(o.get("metadata") or {})
+    mime = next((m for m in ("image/png", "image/jpeg") if m in d), None)
+    if mime is None or md.get(mime): return o
+    import io
+    from PIL import Image
+    raw = "".join(d[mime]) if isinstance(d[mime], list) else d[mime]
+    w, h = Image.open(io.BytesIO(base64.b64decode(raw))).size
+    if w >= below: return o
+    return dict(o, metadata=dict(md, **{mime: {"width": 2 * w, "height": 2 * h}}))
+
+
 def myst_cell(cell) -> dict:
     "A processed code cell as MyST-NB reads it: Quarto options become tags, streams are merged and settled."
     src, tags = cell.source.splitlines(), []
@@ -167,7 +180,7 @@ def myst_cell(cell) -> dict:
             text = terminal_text(text)
             if text.strip(): outs.append(dict(output_type="stream", name=o["name"], text=text.splitlines(True)))
             continue
-        outs.append(o)
+        outs.append(small_image_2x(o))
     source = "\n".join(src).strip()
     if source.startswith("show_doc("): # nbdev's API entry: its rule above becomes the cell's border (CSS)
         tags.append("api")
