@@ -24,7 +24,9 @@ def test_terminal_text_settles_progress_bars():
     assert build.terminal_text("a\rb\rc\nd\n") == "c\nd\n"
     s = ("load:   0%|  | 0/7 [00:00<?]\nweights: 100%|#| 3/3\nload:  57%|# | 4/7\rload: 100%|##| 7/7\n")
     assert build.terminal_text(s) == "weights: 100%|#| 3/3\nload: 100%|##| 7/7\n"
-    assert build.terminal_text("\x1b[31mred\x1b[0m 50%|x\n") == "red 50%|x\n"
+    two = "shapes: 100%|#| 40/40 [00:00]\nshapes: 100%|#| 6/6 [00:00]\n100%|#| 2/2\n100%|#| 2/2\n" # four finished bars
+    assert build.terminal_text(two) == two
+    assert build.terminal_text("\x1b[31mred\x1b[0m 50%|x| 1/2\n") == "red 50%|x| 1/2\n"
 
 
 def test_unlink_code_only_inside_fences():

@@ -127,18 +127,23 @@ _TAGS = {("echo", "false"): "remove-input", ("output", "false"): "remove-output"
 _ANSI = re.compile(r"\x1B(?:[@-Z\\-_]|\[[0-?]*[ -/]*[@-~])")
 
 
-_BAR = re.compile(r"^(.*?):?\s*\d+%\|")
+_BAR = re.compile(r"^(.*?):?\s*\d+%\|.*?\|\s*(\d+)/(\d+)")
 
 
 def terminal_text(s: str) -> str:
-    "A stream as a terminal leaves it: a carriage return rewrites its line, a progress bar keeps only its last state."
+    """A stream as a terminal leaves it: a carriage return rewrites its line. Interleaved progress bars (a bar
+    inside a bar) leave a line per state: an unfinished state is dropped when the same bar (description and
+    total) shows again further down."""
     lines = []
     for line in _ANSI.sub("", s).split("\n"):
         parts = [p for p in line.split("\r") if p]
         lines.append(parts[-1] if parts else "")
-    bars = [(_BAR.match(l).group(1) if _BAR.match(l) else None) for l in lines]
-    # interleaved bars (a bar inside a bar) leave one line per state: keep each bar's last line
-    return "\n".join(l for i, (l, b) in enumerate(zip(lines, bars)) if b is None or b not in bars[i + 1:])
+    bars = [_BAR.match(l) for l in lines]
+    def superseded(i):
+        m = bars[i]
+        if m is None or int(m.group(2)) >= int(m.group(3)): return False
+        return any(b is not None and (b.group(1), b.group(3)) == (m.group(1), m.group(3)) for b in bars[i + 1:])
+    return "\n".join(l for i, l in enumerate(lines) if not superseded(i))
 
 
 _FENCE = re.compile(r"(```.*?```)", re.DOTALL)
@@ -305,6 +310,7 @@ def main(argv=None):
     names = [page_name(p) for p in nbs]
     pages = [(p.stem, page_name(p), title(p)) for p in nbs]
     if len(set(names)) != len(names): sys.exit(f"docs: two notebooks map to the same page: {names}")
+    if {"search", "genindex"} & set(names): sys.exit(f"docs: a chapter may not be named search or genindex (Sphinx's pages): {names}")
     todo = [p for p in nbs if a.only is None or p.stem in a.only]
     if a.only and len(todo) != len(a.only): sys.exit(f"docs: --only names no notebook in {[p.stem for p in nbs]}: {a.only}")
     PROC.mkdir(exist_ok=True)
