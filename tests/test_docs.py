@@ -49,6 +49,19 @@ def test_myst_cell_tags_and_streams():
     with pytest.raises(build.DocsError, match="ZeroDivisionError"): build.myst_cell(bad)
 
 
+def test_api_entry_keeps_nbdevs_anchor_for_methods():
+    from execnb.nbio import NbCell
+    out = dict(output_type="execute_result", metadata={}, data={"text/markdown": ["---\n\n### Net.save\n\n*Save.*"]})
+    err = dict(output_type="stream", name="stderr", text=["a library warning\n"])
+    m = build.myst_cell(NbCell(0, dict(cell_type="code", metadata={}, source="#| echo: false\n#| output: asis\nshow_doc(Net.save)",
+                                       outputs=[err, out])))
+    assert m["metadata"]["tags"] == ["remove-input", "api"] and len(m["outputs"]) == 1
+    assert m["outputs"][0]["data"]["text/markdown"] == '<span id="net.save"></span>\n\n### Net.save\n\n*Save.*'
+    plain = build.myst_cell(NbCell(1, dict(cell_type="code", metadata={}, source="show_doc(save)", outputs=[
+        dict(out, data={"text/markdown": ["---\n\n### save\n"]})])))
+    assert plain["outputs"][0]["data"]["text/markdown"] == "### save\n"
+
+
 def test_page_header_links():
     from nbdev.config import get_config
     h = build.page_header({"title": "T", "description": "D"}, ROOT / "nbs" / "00_module.ipynb", get_config())

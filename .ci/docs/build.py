@@ -191,9 +191,12 @@ def myst_cell(cell) -> dict:
         tags.append("api")
         # only the entry itself: what importing the package printed on the way (library warnings) is not part of it
         outs = [o for o in outs if "text/markdown" in o.get("data", {})]
+        # nbdev links `Cls.method` to #cls.method; the heading's own id drops the dot, so the entry carries that anchor
+        name = re.match(r"show_doc\(\s*([\w.]+)", source)
+        anchor = f'<span id="{name.group(1).lower()}"></span>\n\n' if name and "." in name.group(1) else ""
         for o in outs:
-            if "text/markdown" in o.get("data", {}):
-                o["data"] = dict(o["data"], **{"text/markdown": re.sub(r"^\s*---\s*\n", "", "".join(o["data"]["text/markdown"]))})
+            md = re.sub(r"^\s*---\s*\n", "", "".join(o["data"]["text/markdown"]))
+            o["data"] = dict(o["data"], **{"text/markdown": anchor + md})
     md = dict(tags=tags) if tags else {}
     return dict(cell_type="code", execution_count=None, metadata=md, outputs=outs, source=source)
 
@@ -233,7 +236,8 @@ def to_myst(nb, path: Path, cfg, pages: list[tuple]) -> dict:
                                   source=f"{{.skipped}}\n*Not run when this page was built (`#| {c.skipped_}`): "
                                          f"run the notebook to see its output.*"))
     if path.stem == "index":
-        toc = "\n".join(f"{stem.split('_')[0]} · {title} <{page}>" for stem, page, title in pages if page != "index")
+        # the number of the notebook before its title (a toctree title is plain text: no `code` marks)
+        toc = "\n".join(f"{stem.split('_')[0]} · {re.sub(r'[`*]', '', title)} <{page}>" for stem, page, title in pages if page != "index")
         cells.append(dict(cell_type="markdown", metadata={}, source=f"```{{toctree}}\n:hidden:\n:maxdepth: 1\n\n{toc}\n```"))
     for i, c in enumerate(cells): c["id"] = f"c{i:03d}" # stable ids, as nbformat 4.5 wants
     meta = {k: v for k, v in dict(nb.metadata).items() if k in ("kernelspec", "language_info")}
