@@ -16,13 +16,13 @@ import argparse, base64, json, os, re, shutil, subprocess, sys, time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from execnb.nbio import mk_cell, read_nb, write_nb
+from execnb.nbio import read_nb
 from execnb.shell import CaptureShell
 from fastcore.xtras import working_directory
 from nbdev.config import get_config
 from nbdev.doclinks import _nbpath2html
 from nbdev.frontmatter import FrontmatterProc
-from nbdev.process import NBProcessor, Processor
+from nbdev.process import NBProcessor
 from nbdev.processors import FilterDefaults, exec_show_docs
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,8 +50,8 @@ def page_name(nb: Path) -> str:
 
 
 def skipped_flag(cell, flags: set) -> str | None:
-    "Why `cell` is not run, as `nbdev_test` decides: a test flag it carries, 'eval: false', or None when it runs."
-    if cell.cell_type != "code" or "nbdev_export" + "(" in cell.source: return "export"
+    "Why a code cell is not run, as `nbdev_test` decides: the export call, 'eval: false', a test flag; None: it runs."
+    if "nbdev_export" + "(" in cell.source: return "nbdev_export"
     d = getattr(cell, "directives_", {}) or {}
     if d.get("eval:", [""])[0].lower() == "false": return "eval: false"
     return next(iter(sorted(flags & d.keys())), None)
@@ -97,9 +97,10 @@ class exec_all(exec_show_docs):
         self.flags = set(get_config().get("tst_flags", "").split())
 
     def __call__(self, cell):
+        if cell.cell_type != "code": return
         why = skipped_flag(cell, self.flags)
         if why:
-            if why not in ("export", "eval: false") and cell.cell_type == "code": cell.skipped_ = why
+            if why in self.flags: cell.skipped_ = why # the page says it was not run
             return
         self.k.cell(cell)
         if self.k.exc and getattr(cell, "has_sd", False): # an added show_doc(x) that raised: the fallback entry
@@ -125,8 +126,6 @@ _QUARTO = re.compile(r"^\s*#\|\s*([\w-]+)\s*:\s*(.*?)\s*$")
 _TAGS = {("echo", "false"): "remove-input", ("output", "false"): "remove-output", ("include", "false"): "remove-cell",
          ("code-fold", "true"): "hide-input", ("code-fold", "show"): "hide-input"}
 _ANSI = re.compile(r"\x1B(?:[@-Z\\-_]|\[[0-?]*[ -/]*[@-~])")
-
-
 _BAR = re.compile(r"^(.*?):?\s*\d+%\|.*?\|\s*(\d+)/(\d+)")
 
 
@@ -321,7 +320,7 @@ def main(argv=None):
     if a.only is None:
         for stale in PROC.glob("*.ipynb"):
             if stale.stem not in names: stale.unlink()
-    img = ROOT / get_config().nbs_path.name / "images"
+    img = get_config().nbs_path / "images" # pictures the chapters show from files
     if img.is_dir(): shutil.copytree(img, PROC / "images", dirs_exist_ok=True)
     t0, failed = time.time(), []
     # one fresh process per notebook (max_tasks_per_child=1): each chapter runs alone, as under nbdev_test
