@@ -1,7 +1,7 @@
 """The documentation tooling in .ci/docs/ (the site itself is built by `make docs` and checked by `make docs-check`,
 about 4 minutes here, outside `make test`): chapter order and page names, nbdev processing with every cell run,
 Quarto options -> MyST-NB tags, settled progress bars, widget snapshots, and a check that finds what is wrong."""
-import json, os, sys
+import json, sys
 from pathlib import Path
 
 import pytest

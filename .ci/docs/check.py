@@ -4,7 +4,7 @@ or traceback on any page; every exported name documented (show_doc) on its chapt
 landing on a page and an anchor that exist. Prints one line per problem and exits 1 if there is any."""
 from __future__ import annotations
 
-import ast, json, re, sys
+import ast, json, sys
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlparse
