@@ -14,7 +14,8 @@ _API = dict( # chapter module -> its public names; everything else is imported f
     models="load_pipeline tiny_pipeline TinySDXLConfig tiny_unet sdxl_unet_config build_meta_unet attention_layout TARGET_LAYERS "
            "encode_text sdxl_time_ids encode_latents noise_scheduler ModelSourceError",
     images="to_rgb image_to_tensor tensor_to_image prepare_guide image_grid canny PREPROCESSORS get_preprocessor",
-    tools="atomic_write replace_folder opt config_parser parse_config",
+    tools="atomic_write replace_folder clean_leftovers check_writable folder_lock save_tree load_tree opt config_parser parse_config "
+          "run_command NoSpaceError FolderLockedError StateFileError",
     inject="lllite_targets diffusers_to_ldm ldm_to_diffusers LLLiteStateDictError",
     weights="ControlNetLLLite save_weights read_weights load_network LLLiteFileError", # the network with save and from_file
     data="read_dataset_config load_hf_dataset DatasetError",
