@@ -16,8 +16,8 @@ _API = dict( # chapter module -> its public names; everything else is imported f
     images="to_rgb image_to_tensor tensor_to_image prepare_guide image_grid canny PREPROCESSORS get_preprocessor",
     tools="atomic_write replace_folder clean_leftovers check_writable folder_lock save_tree load_tree opt config_parser parse_config "
           "run_command NoSpaceError FolderLockedError StateFileError",
-    inject="lllite_targets diffusers_to_ldm ldm_to_diffusers LLLiteStateDictError",
-    weights="ControlNetLLLite save_weights read_weights load_network LLLiteFileError", # the network with save and from_file
+    inject="lllite_targets diffusers_to_ldm ldm_to_diffusers check_strength LLLiteStateDictError",
+    weights="ControlNetLLLite save_weights read_weights load_network LLLiteFileError NonFiniteError", # the network with save and from_file
     data="read_dataset_config load_hf_dataset DatasetError",
     shapes="draw_shapes_sample make_shapes_dataset make_data_samples make_synthetic_dataset analyse_shapes edge_f1 mask_iou "
            "load_pairs evaluate_control",
