@@ -27,7 +27,8 @@ __all__ = ['IMAGE_EXTENSIONS', 'parse_resolution', 'SubsetConfig', 'DatasetSpec'
 def parse_resolution(r: int | str | tuple | list # 512, "512", "1024,768", (1024, 768) or [1024, 768]
                     ) -> tuple:
     "A resolution as kohya accepts it, as (width, height)."
-    v = [int(x) for x in r.split(',')] if isinstance(r, str) else [r] if isinstance(r, int) else list(r)
+    try: v = [int(x) for x in r.split(',')] if isinstance(r, str) else [r] if isinstance(r, int) else list(r)
+    except (ValueError, TypeError): v = []
     if len(v) == 1: v = v * 2
     if len(v) != 2 or not all(isinstance(x, (int, np.integer)) and x > 0 for x in v):
         raise ValueError(f"resolution must be an int, 'W,H' or (w, h) of positive ints, got {r!r}")

@@ -109,6 +109,8 @@ def source_problems(cfg: DatasetConfig) -> list:
     if len(given) != 1: p.append(f"give exactly one data source (--dataset_config, --train_data_dir or --dataset_name), got {given or 'none'}")
     if (cfg.train_data_dir is None) != (cfg.conditioning_data_dir is None):
         p.append("--train_data_dir and --conditioning_data_dir go together (kohya's command-line form)")
+    try: cfg.resolution is None or parse_resolution(cfg.resolution)
+    except ValueError as e: p.append(f"--resolution: {e}")
     return p
 
 # %% ../nbs/03b_dataset.ipynb #be8fb4f4

@@ -21,7 +21,7 @@ from .images import PREPROCESSORS, load_image, prepare_guide
 from .inject import ControlNetLLLite, check_strength
 from .models import load_pipeline
 from .tools import atomic_write, check_writable, clean_leftovers, config_parser, opt, run_command
-from .weights import NonFiniteError # (importing weights also gives ControlNetLLLite.from_file)
+from .weights import NonFiniteError, detect_dims, read_weights # (weights also gives ControlNetLLLite.from_file)
 
 # %% auto #0
 __all__ = ['control_schedule', 'kohya_ratio_to_end', 'match_guide_batch', 'count_steps', 'pipeline_guides', 'LLLitePipeline',
@@ -227,8 +227,7 @@ def _check_config(cfg: GenerateConfig):
     for name in ("control_net_multipliers", "control_net_ratios"):
         v = getattr(cfg, name)
         if v is not None and len(v) != n: raise ValueError(f"--{name}: {len(v)} values for {n} model(s); give one per model")
-    for f in cfg.control_net_lllite_models:
-        if not Path(f).is_file(): raise FileNotFoundError(f"LLLite model file {f} does not exist")
+    for f in cfg.control_net_lllite_models: detect_dims(read_weights(f)[0], f) # exists, readable, finite, LLLite: before the model loads
     if cfg.preprocess is not None and cfg.preprocess not in PREPROCESSORS:
         raise ValueError(f"--preprocess {cfg.preprocess!r}: unknown, choose from {sorted(PREPROCESSORS)}")
     if cfg.dtype not in ("float32", "float16", "bfloat16"): raise ValueError(f"--dtype {cfg.dtype!r}: use float32, float16 or bfloat16")

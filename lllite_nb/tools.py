@@ -20,9 +20,10 @@ class NoSpaceError(OSError):
 def _tmp_name(path: Path) -> str: return f".{path.name}.{os.getpid()}-{os.urandom(3).hex()}.lllite-tmp"
 
 def _no_space(e: BaseException, folder: Path) -> NoSpaceError | None:
-    "A NoSpaceError for `e` when it looks like a full disk (errno, message, or < 1 MiB free), else None."
-    full = getattr(e, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "No space left" in str(e) or "os error 28" in str(e)
-    try: full = full or (isinstance(e, (OSError, RuntimeError)) and shutil.disk_usage(folder).free < 2**20)
+    "A NoSpaceError for `e` when it looks like a full disk (errno; message; no errno and < 1 MiB free), else None."
+    code = getattr(e, "errno", None)
+    full = code in (errno.ENOSPC, errno.EDQUOT) or "No space left" in str(e) or "os error 28" in str(e)
+    try: full = full or (code is None and isinstance(e, (OSError, RuntimeError)) and shutil.disk_usage(folder).free < 2**20)
     except OSError: pass
     if not full: return None
     err = NoSpaceError(f"no space left on {folder} ({type(e).__name__}: {' '.join(str(e).split())})"); err.errno = errno.ENOSPC
