@@ -161,6 +161,8 @@ class SampleCallback(Callback):
     def after_fit(self, run):
         if self.prompts and not self._due(run): self.sample(run)
     def sample(self, run):
+        if problem := weight_problem(run.network): # the rule of checkpoints: no picture from diverged weights
+            raise diverged(run, f"{problem} after step {run.step}; no sample pictures were drawn")
         if run.accelerator.is_main_process:
             with run.autocast():
                 run.samples.append(render_samples(run.pipe, run.network, self.prompts, run.out_dir / "samples" /
