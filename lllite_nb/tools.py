@@ -4,7 +4,7 @@
 
 # %% ../nbs/00c_tools.ipynb #94971f5e
 from __future__ import annotations
-import argparse, contextlib, datetime, difflib, errno, json, os, shutil, socket, sys, tempfile, warnings
+import argparse, contextlib, datetime, difflib, errno, json, os, shutil, socket, sys, warnings
 from dataclasses import MISSING, Field, field, fields
 from pathlib import Path
 
@@ -95,8 +95,8 @@ def check_writable(folder: str | os.PathLike, # a folder that will be written in
     if folder.exists() and not folder.is_dir(): raise NotADirectoryError(f"{what} {folder} is a file, expected a folder")
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=folder, prefix=f".{os.getpid()}-probe.", suffix=".lllite-tmp")
-        os.close(fd); os.unlink(probe)
+        probe = folder / _tmp_name(folder / "probe") # named as a temporary file, so `clean_leftovers` knows it
+        os.close(os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)); probe.unlink()
     except OSError as e:
         if full := _no_space(e, folder if folder.is_dir() else folder.parent): raise full from e
         raise PermissionError(errno.EACCES, f"{what} {folder} cannot be written: {e.strerror or e}") from e
