@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test check-sync notebooks pytest export clean-nbs bench bench-gpu tokenizer
+.PHONY: setup demo test check-sync notebooks pytest export clean-nbs bench bench-gpu tokenizer docs docs-check docs-setup
 
 setup: $(STAMP)
 
@@ -32,6 +32,24 @@ check-sync: setup
 
 export: setup
 	$(BIN)/nbdev_clean && $(BIN)/nbdev_export
+
+# The documentation site: every chapter executed (cells flagged slow/gpu skipped, as in `make test`) and rendered
+# by Sphinx + MyST-NB into _docs/ (the `docs` extra; `.ci/docs/` holds the build, the config and the check).
+DOCS_STAMP := $(VENV)/.docs-installed
+
+docs-setup: $(DOCS_STAMP)
+
+$(DOCS_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -q -c .ci/constraints.txt -e ".[dev,docs]"
+	$(BIN)/python -m pip check
+	@touch $(DOCS_STAMP)
+
+docs: docs-setup
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 MPLBACKEND=Agg $(BIN)/python .ci/docs/build.py
+
+# Checks the built site (run `make docs` first): a page per chapter in order, its links, figures and API entries, no errors.
+docs-check: docs-setup
+	$(BIN)/python .ci/docs/check.py
 
 bench: setup
 	$(BIN)/python benchmarks/bench_module.py

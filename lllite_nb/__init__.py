@@ -13,16 +13,17 @@ _API = dict( # chapter module -> its public names; everything else is imported f
     module="LLLiteModule conditioning_stack pad_to_stride check_cond_image",
     models="load_pipeline tiny_pipeline TinySDXLConfig tiny_unet sdxl_unet_config build_meta_unet attention_layout TARGET_LAYERS "
            "encode_text sdxl_time_ids encode_latents noise_scheduler ModelSourceError",
-    images="to_rgb image_to_tensor tensor_to_image prepare_guide image_grid canny PREPROCESSORS get_preprocessor",
-    tools="atomic_write replace_folder opt config_parser parse_config",
-    inject="lllite_targets diffusers_to_ldm ldm_to_diffusers LLLiteStateDictError",
-    weights="ControlNetLLLite save_weights read_weights load_network LLLiteFileError", # the network with save and from_file
+    images="to_rgb load_image image_size image_to_tensor tensor_to_image prepare_guide image_grid canny PREPROCESSORS get_preprocessor",
+    tools="atomic_write replace_folder clean_leftovers check_writable folder_lock save_tree load_tree opt config_parser parse_config "
+          "run_command NoSpaceError FolderLockedError StateFileError",
+    inject="lllite_targets diffusers_to_ldm ldm_to_diffusers check_strength LLLiteStateDictError",
+    weights="ControlNetLLLite save_weights read_weights load_network LLLiteFileError NonFiniteError", # the network with save and from_file
     data="read_dataset_config load_hf_dataset DatasetError",
     shapes="draw_shapes_sample make_shapes_dataset make_data_samples make_synthetic_dataset analyse_shapes edge_f1 mask_iou "
            "load_pairs evaluate_control sample_data",
     dataset="DatasetConfig LLLiteDataset load_train_dataset make_dataloader",
     training="LLLiteUNet training_loss draw_noise snr_weights diffusion_loss",
-    trainer="TrainConfig TrainConfigError TrainRun Callback check_config setup_run micro_step resume_run",
+    trainer="TrainConfig TrainConfigError TrainingDivergedError TrainRun Callback check_config check_inputs setup_run micro_step resume_run",
     fit="train TrainResult default_callbacks",
     inference="LLLitePipeline GenerateConfig generate",
     demo="DemoConfig run_demo DEMO_LLLITE",

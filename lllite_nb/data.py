@@ -19,7 +19,7 @@ try: import tomllib
 except ModuleNotFoundError: tomllib = None  # Python 3.10: `read_dataset_config` asks for `pip install tomli`
 
 # %% auto #0
-__all__ = ['IMAGE_EXTENSIONS', 'parse_resolution', 'SubsetConfig', 'DatasetSpec', 'read_dataset_config', 'DatasetError',
+__all__ = ['IMAGE_EXTENSIONS', 'parse_resolution', 'SubsetConfig', 'DatasetSpec', 'DatasetError', 'read_dataset_config',
            'pair_subset', 'kohya_dataset', 'load_hf_dataset', 'make_bucket_resolutions', 'bucket_list', 'select_bucket',
            'bucket_geometry', 'resize_and_crop']
 
@@ -27,7 +27,8 @@ __all__ = ['IMAGE_EXTENSIONS', 'parse_resolution', 'SubsetConfig', 'DatasetSpec'
 def parse_resolution(r: int | str | tuple | list # 512, "512", "1024,768", (1024, 768) or [1024, 768]
                     ) -> tuple:
     "A resolution as kohya accepts it, as (width, height)."
-    v = [int(x) for x in r.split(',')] if isinstance(r, str) else [r] if isinstance(r, int) else list(r)
+    try: v = [int(x) for x in r.split(',')] if isinstance(r, str) else [r] if isinstance(r, int) else list(r)
+    except (ValueError, TypeError): v = []
     if len(v) == 1: v = v * 2
     if len(v) != 2 or not all(isinstance(x, (int, np.integer)) and x > 0 for x in v):
         raise ValueError(f"resolution must be an int, 'W,H' or (w, h) of positive ints, got {r!r}")
@@ -57,6 +58,9 @@ class DatasetSpec:
     subsets: list = field(default_factory=list) # SubsetConfig each; empty for Hugging Face datasets
 
 # %% ../nbs/03_data.ipynb #610e7374
+class DatasetError(ValueError):
+    "A dataset, a file in it, or its config that cannot be used as given."
+
 _DATASET_KEYS = {'resolution', 'batch_size', 'enable_bucket', 'min_bucket_reso', 'max_bucket_reso', 'bucket_reso_steps'}
 _SUBSET_KEYS = {'image_dir', 'conditioning_data_dir', 'caption_extension', 'num_repeats', 'flip_aug', 'random_crop',
                 'caption_prefix', 'caption_suffix'}
@@ -66,16 +70,36 @@ _IGNORED_KEYS = {'bucket_no_upscale', 'network_multiplier', 'color_aug', 'face_c
                  'cache_info', 'custom_attributes', 'validation_seed', 'validation_split', 'resize_interpolation',
                  'alpha_mask'} # kohya options accepted with a warning, not implemented
 
+def _is_count(v): return type(v) is int and v >= 1 # bool is an int in Python; TOML's true is not a count
+_BOOL, _COUNT, _STR = (lambda v: type(v) is bool, "true or false (a TOML boolean, no quotes)"), \
+    (_is_count, "a whole number >= 1 (no quotes)"), (lambda v: type(v) is str, "a string in quotes")
+_KEY_TYPES = dict( # key -> (check, what it must be): the schema of every key read
+    resolution=(lambda v: _is_count(v) or (type(v) is list and len(v) == 2 and all(map(_is_count, v))),
+                "a whole number or [width, height] of whole numbers (no quotes)"),
+    batch_size=_COUNT, enable_bucket=_BOOL, min_bucket_reso=_COUNT, max_bucket_reso=_COUNT, bucket_reso_steps=_COUNT,
+    image_dir=_STR, conditioning_data_dir=_STR, caption_extension=_STR, num_repeats=_COUNT, flip_aug=_BOOL,
+    random_crop=_BOOL, caption_prefix=_STR, caption_suffix=_STR)
+
 def _check_keys(table: dict, allowed: set, where: str, path):
-    "Raise on keys kohya does not know; warn about the ones we ignore."
-    for k in table:
+    "Raise on keys kohya does not know and on values of the wrong type; warn about the keys we ignore."
+    for k, v in table.items():
         if k in _IGNORED_KEYS: warnings.warn(f"{path}: {where}: kohya option '{k}' is not implemented by lllite-nb and is ignored")
         elif k not in allowed:
             close = difflib.get_close_matches(k, sorted(allowed | _IGNORED_KEYS), n=1)
-            raise ValueError(f"{path}: {where}: unknown key '{k}'" + (f" (did you mean '{close[0]}'?)" if close else '')
-                             + f"; known keys here: {', '.join(sorted(allowed))}")
+            kind = "table" if isinstance(v, dict) or (isinstance(v, list) and v and isinstance(v[0], dict)) else "key"
+            raise DatasetError(f"{path}: {where}: unknown {kind} '{k}'" + (f" (did you mean '{close[0]}'?)" if close else '')
+                               + f"; known here: {', '.join(sorted(allowed))}")
+        elif k in _KEY_TYPES and not _KEY_TYPES[k][0](v):
+            shown = json.dumps(v) if isinstance(v, (str, bool, list, int, float)) else f"<{type(v).__name__}>"
+            raise DatasetError(f"{path}: {where}: {k} = {shown} must be {_KEY_TYPES[k][1]}")
 
 # %% ../nbs/03_data.ipynb #f7d56138
+def _tables(v, name: str, path) -> list:
+    "`v` as a list of tables, or a DatasetError saying how to write [[name]]."
+    if not isinstance(v, list) or not all(isinstance(t, dict) for t in v):
+        raise DatasetError(f"{path}: '{name}' must be a list of tables, written [[{name}]] (two brackets), got {type(v).__name__}")
+    return v
+
 def read_dataset_config(path: str | Path, # the .toml file
                         defaults: DatasetSpec = DatasetSpec(), # command-line values, used where the TOML is silent
                         caption_extension: str = '.caption', flip_aug: bool = False) -> DatasetSpec: # subset defaults
@@ -83,36 +107,35 @@ def read_dataset_config(path: str | Path, # the .toml file
     path = Path(path)
     if tomllib is None: raise ImportError("reading TOML on Python 3.10 needs `pip install tomli`")
     try: cfg = tomllib.loads(path.read_text(encoding='utf-8'))
-    except tomllib.TOMLDecodeError as e: raise ValueError(f"{path}: not valid TOML: {e}") from e
+    except tomllib.TOMLDecodeError as e: raise DatasetError(f"{path}: not valid TOML: {e}") from None
+    except UnicodeDecodeError as e: raise DatasetError(f"{path}: not UTF-8 text: {e}") from None
     _check_keys(cfg, {'general', 'datasets'}, 'top level', path)
-    general, dsets = cfg.get('general', {}), cfg.get('datasets', [])
-    if len(dsets) != 1: raise ValueError(f"{path}: lllite-nb reads exactly one [[datasets]] table, found {len(dsets)}")
+    general, dsets = cfg.get('general', {}), _tables(cfg.get('datasets', []), 'datasets', path)
+    if not isinstance(general, dict): raise DatasetError(f"{path}: 'general' must be a table, written [general]")
+    if len(dsets) != 1: raise DatasetError(f"{path}: lllite-nb reads exactly one [[datasets]] table, found {len(dsets)}")
     ds = dsets[0]
     _check_keys(general, _DATASET_KEYS | _SUBSET_KEYS - {'image_dir', 'conditioning_data_dir'}, '[general]', path)
     _check_keys(ds, _DATASET_KEYS | _SUBSET_KEYS - {'image_dir', 'conditioning_data_dir'} | {'subsets'}, '[[datasets]]', path)
     pick = lambda k, *tables, default=None: next((t[k] for t in tables if k in t), default)
     out = DatasetSpec(**{k: pick(k, ds, general, default=getattr(defaults, k)) for k in _DATASET_KEYS})
     out.resolution = parse_resolution(out.resolution)
-    if not ds.get('subsets'): raise ValueError(f"{path}: [[datasets]] has no [[datasets.subsets]]")
-    for j, sub in enumerate(ds['subsets']):
+    if not (subs := _tables(ds.get('subsets', []), 'datasets.subsets', path)): raise DatasetError(f"{path}: [[datasets]] has no [[datasets.subsets]]")
+    for j, sub in enumerate(subs):
         _check_keys(sub, _SUBSET_KEYS, f'[[datasets.subsets]] #{j + 1}', path)
         get = lambda k, d: pick(k, sub, ds, general, default=d)
         if get('random_crop', False):
-            raise ValueError(f"{path}: random_crop = true is not supported: the guide must get the same crop as the "
-                             "picture, so ControlNet-LLLite trains with centre crops (kohya refuses it too)")
+            raise DatasetError(f"{path}: random_crop = true is not supported: the guide must get the same crop as the "
+                               "picture, so ControlNet-LLLite trains with centre crops (kohya refuses it too)")
         for k in ('image_dir', 'conditioning_data_dir'):
-            if k not in sub: raise ValueError(f"{path}: [[datasets.subsets]] #{j + 1} needs '{k}'")
+            if k not in sub: raise DatasetError(f"{path}: [[datasets.subsets]] #{j + 1} needs '{k}'")
         where = lambda p: Path(p).expanduser() if Path(p).expanduser().is_absolute() else path.parent / p
         out.subsets.append(SubsetConfig(where(sub['image_dir']), where(sub['conditioning_data_dir']),
-            get('caption_extension', caption_extension), int(get('num_repeats', 1)), bool(get('flip_aug', flip_aug)),
+            get('caption_extension', caption_extension), get('num_repeats', 1), get('flip_aug', flip_aug),
             get('caption_prefix', '') or '', get('caption_suffix', '') or ''))
     return out
 
 # %% ../nbs/03_data.ipynb #c049b6be
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.webp', '.bmp') # kohya's list; compared case-insensitively
-
-class DatasetError(ValueError):
-    "A dataset, a file in it, or its config that cannot be used as given."
 
 def _first(names: list, k: int = 5) -> str:
     "The first `k` names, and the count when there are more."

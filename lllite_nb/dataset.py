@@ -4,7 +4,7 @@
 
 # %% ../nbs/03b_dataset.ipynb #3dae7342
 from __future__ import annotations
-import io, math, os, warnings
+import math, os, warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from .data import (DatasetError, DatasetSpec, SubsetConfig, _first, bucket_geometry, bucket_list, kohya_dataset,
                             load_hf_dataset, parse_resolution, read_dataset_config, resize_and_crop, select_bucket)
-from .images import image_to_tensor, to_rgb
+from .images import image_size, image_to_tensor, load_image
 from .tools import opt
 
 # %% auto #0
@@ -31,21 +31,20 @@ def _label(v, row: int, col: str) -> str:
 
 def _open_image(v, # a cell: dict of path/bytes (datasets.Image), a path, a PIL image or an array
                 label: str, header_only: bool = False):
-    "A cell's image loaded as RGB, or (header_only) just its (w, h); errors name the file."
-    try:
-        if isinstance(v, np.ndarray): v = Image.fromarray(v)
-        if isinstance(v, Image.Image): return v.size if header_only else to_rgb(v)
-        img = Image.open(io.BytesIO(v['bytes']) if isinstance(v, dict) and v.get('bytes') else v['path'] if isinstance(v, dict) else v)
-        if header_only:
-            size = img.size; img.close(); return size
-        img.load(); return to_rgb(img)
-    except Exception as e: raise DatasetError(f"cannot read image {label}: {type(e).__name__}: {e}") from e
+    "A cell's image read by `load_image`, or (header_only) its (w, h) from `image_size`; DatasetError naming the file."
+    if v is None or (isinstance(v, dict) and not v.get('bytes') and not v.get('path')):
+        raise DatasetError(f"{label} has no image (None): every row needs a picture and a guide")
+    if isinstance(v, np.ndarray): v = Image.fromarray(v)
+    src = v['bytes'] if isinstance(v, dict) and v.get('bytes') else v['path'] if isinstance(v, dict) else v
+    what = "image" if isinstance(src, (str, os.PathLike)) else f"image {label}"
+    try: return image_size(src, what) if header_only else load_image(src, what)
+    except (ValueError, TypeError, OSError) as e: raise DatasetError(str(e)) from None
 
 # %% ../nbs/03b_dataset.ipynb #f28d2e3e
 def _scan_sizes(raw: datasets.Dataset) -> tuple:
-    "(w, h) of every picture and guide, from headers; warns once about guides of another aspect ratio."
+    "(w, h) of every picture and guide, each file checked by `image_size`; warns once about guides of another aspect ratio."
     sizes, bad = [], []
-    for row, r in enumerate(tqdm(raw.select_columns(['image', 'conditioning_image']), desc='reading image sizes', disable=len(raw) < 1000)):
+    for row, r in enumerate(tqdm(raw.select_columns(['image', 'conditioning_image']), desc="checking images", disable=len(raw) < 1000)):
         (a, la), (b, lb) = ((_open_image(r[c], _label(r[c], row, c), header_only=True), _label(r[c], row, c)) for c in ('image', 'conditioning_image'))
         if abs(a[0] / a[1] - b[0] / b[1]) > 0.01 * a[0] / a[1]: bad.append(f"{lb} ({b[0]}x{b[1]}, picture {a[0]}x{a[1]})")
         sizes.append(a)
@@ -110,6 +109,8 @@ def source_problems(cfg: DatasetConfig) -> list:
     if len(given) != 1: p.append(f"give exactly one data source (--dataset_config, --train_data_dir or --dataset_name), got {given or 'none'}")
     if (cfg.train_data_dir is None) != (cfg.conditioning_data_dir is None):
         p.append("--train_data_dir and --conditioning_data_dir go together (kohya's command-line form)")
+    try: cfg.resolution is None or parse_resolution(cfg.resolution)
+    except ValueError as e: p.append(f"--resolution: {e}")
     return p
 
 # %% ../nbs/03b_dataset.ipynb #be8fb4f4

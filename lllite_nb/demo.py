@@ -13,7 +13,7 @@ from PIL import Image
 
 from .models import TINY_WEIGHTS_DIR, load_pipeline
 from .images import image_grid
-from .tools import atomic_write, config_parser, opt, parse_config
+from .tools import atomic_write, check_writable, config_parser, opt, run_command
 from .shapes import evaluate_control, load_pairs, make_shapes_dataset, sample_data
 from .trainer import TrainConfig
 from .fit import TrainResult, train
@@ -60,7 +60,8 @@ def train_demo_network(cfg: DemoConfig, # the demo settings
                             resolution=str(cfg.resolution), cond_emb_dim=cfg.cond_emb_dim, network_dim=cfg.network_dim,
                             learning_rate=cfg.learning_rate, max_train_steps=cfg.max_train_steps, min_timestep=cfg.min_timestep,
                             train_batch_size=cfg.train_batch_size, cache_latents=True, cache_text_encoder_outputs=True,
-                            output_dir=cfg.outdir, output_name="demo_lllite", seed=cfg.seed), pipe=pipe)
+                            output_dir=cfg.outdir, output_name="demo_lllite", seed=cfg.seed,
+                            save_precision="float"), pipe=pipe) # fp32, as the network the measured numbers come from
     return res
 
 # %% ../nbs/05a_demo.ipynb #f30257e5
@@ -87,9 +88,8 @@ def _save(img: Image.Image, path: Path) -> Path: return atomic_write(path, lambd
 
 def run_demo(cfg: DemoConfig = DemoConfig()) -> Path:
     "Train, measure on the held-out guides, write pictures and metrics.json to `cfg.outdir`; returns the overview's path."
-    t0, out = time.perf_counter(), Path(cfg.outdir)
-    out.mkdir(parents=True, exist_ok=True)
-    pairs = load_pairs(_data_dir(cfg) / "holdout")
+    t0, out = time.perf_counter(), check_writable(cfg.outdir, "--outdir")
+    pairs = load_pairs(_data_dir(cfg) / "holdout") # both before the model loads
     _say(t0, f"loading the {cfg.model!r} model"); base = load_pipeline(cfg.model)
     src = f"{cfg.n_train} generated pictures" if cfg.n_train else str(_data_dir(cfg) / "train")
     _say(t0, f"training an LLLite (c={cfg.cond_emb_dim}, m={cfg.network_dim}) for {cfg.max_train_steps} steps on {src}")
@@ -115,5 +115,6 @@ DEMO_LLLITE = TINY_WEIGHTS_DIR / "canny_lllite.safetensors" # the demo's network
 
 # %% ../nbs/05a_demo.ipynb #f10f5b95
 def main(argv: list | None = None):
-    "Console entry point `lllite-demo`: parse the settings, then run the demo."
-    run_demo(parse_config(config_parser(DemoConfig, "lllite-demo", run_demo.__doc__), argv))
+    "Console entry point `lllite-demo`: parse the settings, then run the demo; an error is one line (--debug: the traceback)."
+    def work(cfg): run_demo(cfg)
+    run_command(config_parser(DemoConfig, "lllite-demo", run_demo.__doc__), work, argv)

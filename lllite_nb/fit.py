@@ -4,7 +4,7 @@
 
 # %% ../nbs/04b_fit.ipynb #33083b86
 from __future__ import annotations
-import os, time, warnings
+import contextlib, os, time, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,16 +12,19 @@ import numpy as np
 import torch
 from PIL import Image
 from tqdm.auto import tqdm
+from accelerate import Accelerator
+from accelerate.utils import broadcast_object_list
 
-from .images import image_grid, prepare_guide, tensor_to_image
+from .images import image_grid, image_size, load_image, prepare_guide, tensor_to_image
 from .inject import ControlNetLLLite
-from .tools import atomic_write, config_parser, parse_config
-from .trainer import (Callback, TrainConfig, TrainConfigError, TrainRun, state_info, check_config, run_steps,
-                               save_train_state, setup_run)
+from .tools import atomic_write, check_writable, clean_leftovers, config_parser, folder_lock, parse_config, run_command
+from .trainer import (Callback, TrainConfig, TrainConfigError, TrainRun, state_info, check_config, diverged, run_steps,
+                               save_train_state, setup_run, weight_problem)
 
 # %% auto #0
 __all__ = ['ckpt_name', 'TrainResult', 'SamplePrompt', 'parse_sample_prompts', 'render_samples', 'save_loss_plot',
-           'save_checkpoint', 'ProgressCallback', 'CheckpointCallback', 'SampleCallback', 'default_callbacks', 'train']
+           'save_checkpoint', 'ProgressCallback', 'CheckpointCallback', 'SampleCallback', 'default_callbacks',
+           'check_launch', 'on_main', 'claim_output', 'train']
 
 # %% ../nbs/04b_fit.ipynb #0cf891c7
 def ckpt_name(output_name: str | None, # --output_name
@@ -58,9 +61,11 @@ _SAMPLE_OPTS = dict(cn=("guide", str), n=("negative_prompt", str), w=("width", i
 
 def parse_sample_prompts(path: str | os.PathLike # kohya-style prompt file
                         ) -> list:
-    "The `SamplePrompt`s of a prompt file; relative --cn paths resolved against the working directory, else the file's folder."
+    "The `SamplePrompt`s of a prompt file; relative --cn paths resolved against the working directory, else the file's folder; guides checked readable."
     path, out = Path(path), []
-    for ln, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    try: text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e: raise ValueError(f"sample prompt file {path} is not UTF-8 text: {e}") from None
+    for ln, line in enumerate(text.splitlines(), 1):
         if not line.strip() or line.lstrip().startswith("#"): continue
         text, *opts = line.split(" --")
         sp = SamplePrompt(text.strip())
@@ -72,6 +77,7 @@ def parse_sample_prompts(path: str | os.PathLike # kohya-style prompt file
             except ValueError: raise ValueError(f"{path}:{ln}: --{key} expects {typ.__name__}, got {val.strip()!r}") from None
         if sp.guide and not Path(sp.guide).exists() and (path.parent / sp.guide).exists(): sp.guide = str(path.parent / sp.guide)
         if sp.guide and not Path(sp.guide).exists(): raise FileNotFoundError(f"{path}:{ln}: guide image {sp.guide} does not exist")
+        if sp.guide: image_size(sp.guide, f"{path}:{ln}: guide image") # readable, checked before the run
         out.append(sp)
     return out
 
@@ -87,7 +93,7 @@ def render_samples(pipe, # the pipeline whose UNet the network is applied to
     with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []), torch.no_grad():
         for i, sp in enumerate(prompts):
             w, h = sp.width or size[0], sp.height or size[1]
-            guide = prepare_guide(Image.open(sp.guide), w, h) if sp.guide else None
+            guide = prepare_guide(load_image(sp.guide, "guide image"), w, h) if sp.guide else None
             network.set_cond_image(guide.to(dev) if guide is not None else None)
             out = pipe(sp.prompt, negative_prompt=sp.negative_prompt, width=w, height=h, num_inference_steps=sp.steps,
                        guidance_scale=sp.scale, generator=torch.Generator(dev).manual_seed(sp.seed if sp.seed is not None else seed + i)).images[0]
@@ -111,9 +117,11 @@ def save_loss_plot(losses: list, # loss per optimizer step
 
 # %% ../nbs/04b_fit.ipynb #de3ce8fe
 def save_checkpoint(run: TrainRun, stem: str):
-    "Write `<stem>.safetensors` (and with save_state `<stem>-state/`) from the main process."
+    "Write `<stem>.safetensors` (and with save_state `<stem>-state/`) from the main process, if `weight_problem` finds none."
     acc, cfg = run.accelerator, run.cfg
     path = run.out_dir / f"{stem}.safetensors"
+    if problem := weight_problem(run.network): # on every process (the weights are the same): all stop together
+        raise diverged(run, f"{problem} after step {run.step}; {path.name} was not written")
     acc.wait_for_everyone()
     if acc.is_main_process:
         meta = {"modelspec.resolution": f"{run.size[0]}x{run.size[1]}", "modelspec.prediction_type": "v" if cfg.v_parameterization else "epsilon",
@@ -153,6 +161,8 @@ class SampleCallback(Callback):
     def after_fit(self, run):
         if self.prompts and not self._due(run): self.sample(run)
     def sample(self, run):
+        if problem := weight_problem(run.network): # the rule of checkpoints: no picture from diverged weights
+            raise diverged(run, f"{problem} after step {run.step}; no sample pictures were drawn")
         if run.accelerator.is_main_process:
             with run.autocast():
                 run.samples.append(render_samples(run.pipe, run.network, self.prompts, run.out_dir / "samples" /
@@ -163,6 +173,33 @@ def default_callbacks() -> list:
     "What `lllite-train` does after its steps: progress, checkpoints, samples."
     return [ProgressCallback(), CheckpointCallback(), SampleCallback()]
 
+# %% ../nbs/04b_fit.ipynb #cc080279
+def check_launch(acc: Accelerator):
+    "Refuse processes that were launched together but do not train together."
+    n = int(os.environ.get("WORLD_SIZE") or 1)
+    if n > acc.num_processes:
+        raise TrainConfigError(f"launched as {n} processes (WORLD_SIZE={n}), but accelerate set up {acc.num_processes}: each would "
+                               f"train alone and overwrite the others' files. Give each process a GPU, or rehearse on the CPU "
+                               f"with ACCELERATE_USE_CPU=true accelerate launch --multi_gpu --num_processes {n} ...")
+
+def on_main(acc: Accelerator, fn):
+    "Run `fn()` on the main process; if it fails, every process raises (none waits forever for it)."
+    err = None
+    if acc.is_main_process:
+        try: fn()
+        except Exception as e: err = e
+    if acc.num_processes > 1:
+        box = [None if err is None else " ".join(str(err).split())]; broadcast_object_list(box)
+        if box[0] is not None and err is None: raise RuntimeError(f"the main process stopped: {box[0]}")
+    if err is not None: raise err
+
+def claim_output(cfg: TrainConfig, hold: contextlib.ExitStack): # the lock stays held until `hold` closes
+    "Make `cfg.output_dir` this run's: writable, locked against a second run, without a killed save's temporary files."
+    out = check_writable(cfg.output_dir, "--output_dir")
+    hold.enter_context(folder_lock(out, "lllite-train"))
+    for d in (out, out / "samples", Path(cfg.cache_dir or out / "cache")):
+        if (gone := clean_leftovers(d)) and cfg.progress: print(f"lllite-train: removed what a killed save left in {d}: {', '.join(gone)}")
+
 # %% ../nbs/04b_fit.ipynb #fbed7dd6
 def _summary(res: TrainResult, done: int) -> str:
     k = max(1, min(10, len(res.losses) // 4))
@@ -172,9 +209,9 @@ def _summary(res: TrainResult, done: int) -> str:
 
 def _header(run: TrainRun) -> str:
     n, acc = sum(p.numel() for p in run.network.parameters()), run.accelerator
-    return (f"lllite-train: {len(run.network.lllite_modules)} LLLite modules, {n:,} fp32 parameters; {len(run.loader)} batches "
-            f"of {run.base_loader.batch_sampler.batch_size} per epoch{' per process' if acc.num_processes > 1 else ''}; "
-            f"steps {run.step} -> {run.max_steps}; precision {run.cfg.mixed_precision}")
+    return (f"lllite-train: world size {acc.num_processes} ({acc.device.type}); {len(run.network.lllite_modules)} LLLite modules, "
+            f"{n:,} fp32 parameters; {len(run.loader)} batches of {run.base_loader.batch_sampler.batch_size} per epoch"
+            f"{' per process' if acc.num_processes > 1 else ''}; steps {run.step} -> {run.max_steps}; precision {run.cfg.mixed_precision}")
 
 # %% ../nbs/04b_fit.ipynb #d96500a9
 def train(cfg: TrainConfig, # the options
@@ -183,29 +220,35 @@ def train(cfg: TrainConfig, # the options
          ) -> TrainResult:
     "Train a ControlNet-LLLite on a frozen SDXL: checkpoints, state, samples and the loss curve go to `cfg.output_dir`."
     check_config(cfg)
-    run = setup_run(cfg, pipe, default_callbacks() if callbacks is None else callbacks)
-    acc, first = run.accelerator, run.step
-    if cfg.progress and acc.is_main_process: print(_header(run))
-    t0 = time.perf_counter()
-    try:
-        run_steps(run)
-        seconds = time.perf_counter() - t0
-        plot = save_loss_plot(run.losses, run.out_dir / f"{ckpt_name(cfg.output_name)}-loss.png") if acc.is_main_process and run.losses else None
-        res = TrainResult(run.last_checkpoint, list(run.losses), run.step, run.epoch + run.batch_in_epoch / len(run.loader), seconds, plot, list(run.samples))
-        if cfg.progress and acc.is_main_process: print(_summary(res, run.step - first))
-        return res
-    finally:
-        run.network.set_cond_image(None); run.network.restore()
-        if cfg.gradient_checkpointing: run.pipe.unet.disable_gradient_checkpointing()
-        acc.free_memory()
+    if cfg.sample_prompts: parse_sample_prompts(cfg.sample_prompts) # its errors before anything loads
+    acc = Accelerator(mixed_precision="no", gradient_accumulation_steps=cfg.gradient_accumulation_steps)
+    check_launch(acc)
+    with contextlib.ExitStack() as hold:
+        on_main(acc, lambda: claim_output(cfg, hold))
+        run = setup_run(cfg, pipe, default_callbacks() if callbacks is None else callbacks, acc)
+        first = run.step
+        if cfg.progress and acc.is_main_process: print(_header(run))
+        t0 = time.perf_counter()
+        try:
+            run_steps(run)
+            seconds = time.perf_counter() - t0
+            plot = save_loss_plot(run.losses, run.out_dir / f"{ckpt_name(cfg.output_name)}-loss.png") if acc.is_main_process and run.losses else None
+            res = TrainResult(run.last_checkpoint, list(run.losses), run.step, run.epoch + run.batch_in_epoch / len(run.loader), seconds, plot, list(run.samples))
+            if cfg.progress and acc.is_main_process: print(_summary(res, run.step - first))
+            return res
+        finally:
+            run.network.set_cond_image(None); run.network.restore()
+            if cfg.gradient_checkpointing: run.pipe.unet.disable_gradient_checkpointing()
+            acc.free_memory()
 
 # %% ../nbs/04b_fit.ipynb #52132c0c
 IGNORED_FLAGS = ("xformers", "sdpa", "mem_eff_attn", "full_bf16", "full_fp16", "no_half_vae", "persistent_data_loader_workers")
 
 def build_parser():
     "The `lllite-train` argument parser: one flag per TrainConfig field, kohya's names."
-    return config_parser(TrainConfig, "lllite-train", "Train a ControlNet-LLLite for SDXL on diffusers. kohya's flag names; "
-                         "run under `accelerate launch` for several GPUs.", IGNORED_FLAGS)
+    return config_parser(TrainConfig, "lllite-train", "Train a ControlNet-LLLite for SDXL on diffusers. kohya's flag names. "
+                         "Several GPUs: accelerate launch --multi_gpu --num_processes N $(which lllite-train) ...; a CPU rehearsal "
+                         "of that: ACCELERATE_USE_CPU=true accelerate launch --multi_gpu --num_processes 2 ...", IGNORED_FLAGS)
 
 def parse_args(argv: list | None = None # command-line arguments; None: sys.argv[1:]
               ) -> TrainConfig:
@@ -213,12 +256,9 @@ def parse_args(argv: list | None = None # command-line arguments; None: sys.argv
     return parse_config(build_parser(), argv)
 
 def main(argv: list | None = None):
-    "Console entry point `lllite-train`: parse and check the flags, then train."
-    p = build_parser()
-    cfg = parse_config(p, argv)
-    try: check_config(cfg)
-    except (TrainConfigError, FileNotFoundError) as e: p.error(str(e))
-    train(cfg)
+    "Console entry point `lllite-train`: parse the flags, then train; an error is one line (the traceback with --debug)."
+    def work(cfg): train(cfg)
+    run_command(build_parser(), work, argv)
 
 # %% ../nbs/04b_fit.ipynb #aa7b1c10
 if __name__ == "__main__" and "__file__" in globals(): main() # `python -m lllite_nb.fit`, `accelerate launch -m lllite_nb.fit`; not in a notebook

@@ -4,38 +4,79 @@
 
 # %% ../nbs/00b_images.ipynb #5590169d
 from __future__ import annotations
+import io, os
+from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, UnidentifiedImageError
 
 # %% auto #0
-__all__ = ['PREPROCESSORS', 'to_rgb', 'image_to_tensor', 'tensor_to_image', 'canny', 'softedge', 'lineart', 'scribble', 'tile',
-           'get_preprocessor', 'prepare_guide', 'image_grid']
+__all__ = ['PREPROCESSORS', 'to_rgb', 'load_image', 'image_size', 'image_to_tensor', 'tensor_to_image', 'canny', 'softedge',
+           'lineart', 'scribble', 'tile', 'get_preprocessor', 'prepare_guide', 'image_grid']
 
 # %% ../nbs/00b_images.ipynb #8903b58b
 def to_rgb(img: Image.Image # a PIL image of any mode
           ) -> Image.Image:
-    "`img` as 8-bit RGB: alpha composited on white, 16-bit scaled by 1/256, grey repeated into 3 channels."
+    "`img` as 8-bit RGB: alpha composited on black (the alpha rule), 16-bit scaled by 1/256, grey repeated into 3 channels."
     if img.mode == 'RGB': return img
     if img.mode in ('RGBA', 'LA', 'PA', 'RGBa', 'La') or (img.mode == 'P' and 'transparency' in img.info):
-        return Image.alpha_composite(Image.new('RGBA', img.size, (255, 255, 255, 255)), img.convert('RGBA')).convert('RGB')
+        return Image.alpha_composite(Image.new('RGBA', img.size, (0, 0, 0, 255)), img.convert('RGBA')).convert('RGB')
     if img.mode.startswith('I'):  # I, I;16, I;16B...: integer pixels, read as 16-bit
         return Image.fromarray((np.asarray(img).astype(np.int64) >> 8).clip(0, 255).astype(np.uint8)).convert('RGB')
     if img.mode == 'F': return Image.fromarray(np.asarray(img).clip(0, 255).round().astype(np.uint8)).convert('RGB')
     return img.convert('RGB')
 
+# %% ../nbs/00b_images.ipynb #f34f02b1
+def _unreadable(what, source, e) -> ValueError:
+    label = f"{what} {source}" if isinstance(source, (str, os.PathLike)) else what
+    empty = isinstance(source, (str, os.PathLike)) and Path(source).stat().st_size == 0
+    why = ("the file is empty (0 bytes)" if empty else "not a picture in a format Pillow reads" if isinstance(e, UnidentifiedImageError)
+           else f"{type(e).__name__}: {e}")
+    return ValueError(f"cannot read {label}: {why}")
+
+def _open(source, what: str) -> Image.Image:
+    "An opened (not yet decoded) PIL image of a path or bytes; errors name the file."
+    if isinstance(source, str) and source.startswith(('http://', 'https://')):
+        raise ValueError(f"{what} {source}: URLs are not fetched (lllite-nb works offline); download the file and give its path")
+    if not isinstance(source, (str, os.PathLike, bytes, bytearray)):
+        raise TypeError(f"{what}: expected a file path, the bytes of a file or a PIL image, got {type(source).__name__}")
+    if not isinstance(source, (bytes, bytearray)) and not Path(source).is_file():
+        raise FileNotFoundError(f"{what} {source} does not exist (or is not a file)")
+    try: return Image.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source)
+    except Exception as e: raise _unreadable(what, source, e) from None
+
+def load_image(source: str | os.PathLike | bytes | Image.Image, # a file, its bytes, or a PIL image
+               what: str = "image") -> Image.Image: # how to name it in errors, e.g. "guide image"
+    "THE image reader: `source` fully decoded as 8-bit RGB by `to_rgb`; errors name the file and what is wrong."
+    if isinstance(source, Image.Image): return to_rgb(source)
+    img = _open(source, what)
+    try: img.load()
+    except Exception as e: raise _unreadable(what, source, e) from None
+    return to_rgb(img)
+
+def image_size(source: str | os.PathLike | bytes | Image.Image, what: str = "image") -> tuple: # as `load_image`
+    "(width, height) of an image that `load_image` can read: the whole file is decoded (JPEGs at 1/8 size), nothing kept."
+    if isinstance(source, Image.Image): return source.size
+    img = _open(source, what); size = img.size
+    try: img.draft('RGB', (max(1, size[0] // 8), max(1, size[1] // 8))); img.load()
+    except Exception as e: raise _unreadable(what, source, e) from None
+    finally: img.close()
+    return size
+
 # %% ../nbs/00b_images.ipynb #807aef15
-def image_to_tensor(img: Image.Image | np.ndarray | torch.Tensor # PIL; HWC array; CHW tensor (uint8 or float in [0,1])
+def image_to_tensor(img: Image.Image | np.ndarray | torch.Tensor | str | os.PathLike # PIL; HWC array; CHW tensor (uint8 or float in [0,1]); a file
                    ) -> torch.Tensor:
     "THE normalisation of the project: `img` as a float32 (3,H,W) tensor in [-1,1] (kohya: ToTensor + Normalize(0.5, 0.5))."
+    if isinstance(img, (str, os.PathLike, bytes)): img = load_image(img)
     if isinstance(img, Image.Image): img = np.asarray(to_rgb(img))
     if isinstance(img, np.ndarray):
         t = torch.from_numpy(np.array(img))
         t = (t[..., None] if t.ndim == 2 else t).permute(2, 0, 1).contiguous()  # contiguous first, as ToTensor
-    else: t = img.detach().cpu()[None] if img.ndim == 2 else img.detach().cpu()
+    elif isinstance(img, torch.Tensor): t = img.detach().cpu()[None] if img.ndim == 2 else img.detach().cpu()
+    else: raise TypeError(f"expected a PIL image, a file path, a numpy array or a torch tensor, got {type(img).__name__}")
     if t.ndim != 3 or t.shape[0] not in (1, 3, 4):
         raise ValueError(f"expected an image with 1, 3 or 4 channels (arrays HWC, tensors CHW), got shape {tuple(t.shape)}")
     if t.dtype == torch.uint8: t = t.float().div(255)
@@ -44,7 +85,7 @@ def image_to_tensor(img: Image.Image | np.ndarray | torch.Tensor # PIL; HWC arra
         if t.numel() and (t.min() < 0 or t.max() > 1):
             raise ValueError(f"float pixels must be in [0, 1], got [{t.min():.4g}, {t.max():.4g}]")
     else: raise ValueError(f"expected uint8 or float pixels, got {t.dtype}")
-    if t.shape[0] == 4: t = t[:3] * t[3:] + (1 - t[3:])  # alpha on white, as `to_rgb`
+    if t.shape[0] == 4: t = t[:3] * t[3:]  # alpha on black, as `to_rgb`
     return (t.expand(3, -1, -1) if t.shape[0] == 1 else t).sub(0.5).div(0.5).contiguous()
 
 # %% ../nbs/00b_images.ipynb #c5babe9d

@@ -4,23 +4,24 @@
 
 # %% ../nbs/05_inference.ipynb #87b54a4a
 from __future__ import annotations
-import copy, json, os, random
+import copy, json, math, os, random
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 from diffusers import StableDiffusionXLPipeline
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.pipelines.stable_diffusion_xl.pipeline_stable_diffusion_xl import retrieve_timesteps
-from PIL import Image, PngImagePlugin, UnidentifiedImageError
+from PIL import Image, PngImagePlugin
 
 from .data import IMAGE_EXTENSIONS
-from .images import PREPROCESSORS, prepare_guide
-from .inject import ControlNetLLLite
+from .images import PREPROCESSORS, load_image, prepare_guide
+from .inject import ControlNetLLLite, check_strength
 from .models import load_pipeline
-from .tools import atomic_write, config_parser, opt, parse_config
-import lllite_nb.weights # ControlNetLLLite.from_file
+from .tools import atomic_write, check_writable, clean_leftovers, config_parser, opt, run_command
+from .weights import NonFiniteError, detect_dims, read_weights # (weights also gives ControlNetLLLite.from_file)
 
 # %% auto #0
 __all__ = ['control_schedule', 'kohya_ratio_to_end', 'match_guide_batch', 'count_steps', 'pipeline_guides', 'LLLitePipeline',
@@ -72,6 +73,9 @@ def _switcher(nets, scales, plans):
 
 def _step_callback(switch, user_cb):
     def on_step_end(pipe, i, t, tensors):
+        if "latents" in tensors and not bool(torch.isfinite(tensors["latents"]).all()):
+            raise NonFiniteError(f"the latents hold NaN or infinite values after denoising step {i + 1}; no picture is made "
+                                 "(a far too strong multiplier? fp16 overflow? try float32 or bfloat16)")
         switch(i + 1) # diffusers calls this after step i: prepare step i + 1
         return user_cb(pipe, i, t, tensors) if user_cb is not None else tensors
     return on_step_end
@@ -133,7 +137,7 @@ class LLLitePipeline(StableDiffusionXLPipeline):
         self.lllites[:] = [n for n in self.lllites if n is not net]
 
     def __call__(self, prompt=None, # as StableDiffusionXLPipeline
-                 image=None, # guide(s), see `prepare_guide`; with several networks, a list with one per network
+                 image=None, # guide(s), see `prepare_guide` (images, arrays, tensors, file paths); with several networks, one per network
                  controlnet_conditioning_scale=1.0, # float or one per network: kohya's multiplier
                  control_guidance_start=0.0, # float or one per network: fraction of the schedule where control starts
                  control_guidance_end=1.0, # float or one per network: fraction of the schedule where control ends
@@ -142,6 +146,7 @@ class LLLitePipeline(StableDiffusionXLPipeline):
         "Generate with each attached network on inside its window; the stock pipeline when none is attached."
         nets, cb, inputs = self.lllites, callback_on_step_end, callback_on_step_end_tensor_inputs or ["latents"]
         if isinstance(cb, (PipelineCallback, MultiPipelineCallbacks)): inputs = cb.tensor_inputs
+        inputs = list(dict.fromkeys([*inputs, "latents"])) # our callback watches the latents
         call = lambda cb: super(LLLitePipeline, self).__call__(prompt=prompt, num_inference_steps=num_inference_steps,
             callback_on_step_end=cb, callback_on_step_end_tensor_inputs=inputs, **kwargs)
         if not nets:
@@ -149,7 +154,7 @@ class LLLitePipeline(StableDiffusionXLPipeline):
             return call(cb)
         guides = pipeline_guides(self, image, prompt, kwargs)
         n, k = count_steps(self.scheduler, num_inference_steps, kwargs.get("timesteps"), kwargs.get("sigmas")), len(nets)
-        scales = _per_net(controlnet_conditioning_scale, k, "controlnet_conditioning_scale")
+        scales = [check_strength(s, "controlnet_conditioning_scale") for s in _per_net(controlnet_conditioning_scale, k, "controlnet_conditioning_scale")]
         starts, ends = (_per_net(v, k, name) for v, name in ((control_guidance_start, "control_guidance_start"),
                                                             (control_guidance_end, "control_guidance_end")))
         switch = _switcher(nets, scales, [control_schedule(n, s, e) for s, e in zip(starts, ends)])
@@ -206,26 +211,33 @@ def load_guide_images(path: str | os.PathLike) -> list[tuple[Path, Image.Image]]
         if not files: raise ValueError(f"guide folder {p} holds no {'/'.join(IMAGE_EXTENSIONS)} image")
     elif p.is_file(): files = [p]
     else: raise FileNotFoundError(f"guide image {p} does not exist")
-    out = []
-    for f in files:
-        try:
-            with Image.open(f) as im: out.append((f, im.convert("RGB")))
-        except (UnidentifiedImageError, OSError) as e: raise ValueError(f"guide image {f} is not a readable image ({e})") from e
-    return out
+    return [(f, load_image(f, "guide image")) for f in files] # the one reader of chapter 00b, its alpha rule
 
 # %% ../nbs/05_inference.ipynb #39cdf752
+def _check_numbers(cfg: GenerateConfig):
+    "Refuse numbers that cannot work: steps, sizes, counts, and non-finite strengths, ratios and scale."
+    for k in ("steps", "images_per_prompt", "W", "H"):
+        if getattr(cfg, k) is not None and getattr(cfg, k) < 1: raise ValueError(f"--{k} must be >= 1, got {getattr(cfg, k)}")
+    for k in ("W", "H"):
+        if getattr(cfg, k) is not None and getattr(cfg, k) % 8: raise ValueError(f"--{k} must be a multiple of 8, got {getattr(cfg, k)}")
+    if not math.isfinite(cfg.scale): raise ValueError(f"--scale must be a finite number, got {cfg.scale}")
+    for s in cfg.control_net_multipliers or []: check_strength(s, "--control_net_multipliers", warn=False)
+    for r in cfg.control_net_ratios or []:
+        if not (math.isfinite(r) and r >= 0): raise ValueError(f"--control_net_ratios must be finite numbers >= 0, got {r}")
+
 def _check_config(cfg: GenerateConfig):
+    _check_numbers(cfg)
     n = len(cfg.control_net_lllite_models)
     if len(cfg.guide_image_path) != n:
         raise ValueError(f"{n} --control_net_lllite_models need {n} --guide_image_path (one per model), got {len(cfg.guide_image_path)}")
     for name in ("control_net_multipliers", "control_net_ratios"):
         v = getattr(cfg, name)
         if v is not None and len(v) != n: raise ValueError(f"--{name}: {len(v)} values for {n} model(s); give one per model")
-    for f in cfg.control_net_lllite_models:
-        if not Path(f).is_file(): raise FileNotFoundError(f"LLLite model file {f} does not exist")
+    for f in cfg.control_net_lllite_models: detect_dims(read_weights(f)[0], f) # exists, readable, finite, LLLite: before the model loads
     if cfg.preprocess is not None and cfg.preprocess not in PREPROCESSORS:
         raise ValueError(f"--preprocess {cfg.preprocess!r}: unknown, choose from {sorted(PREPROCESSORS)}")
     if cfg.dtype not in ("float32", "float16", "bfloat16"): raise ValueError(f"--dtype {cfg.dtype!r}: use float32, float16 or bfloat16")
+    check_writable(cfg.outdir, "--outdir")
 
 def _guide_sets(cfg: GenerateConfig) -> list[list[tuple[Path, Image.Image]]]:
     "Per generation, one (file, image) per model; a model with one guide shares it."
@@ -270,13 +282,17 @@ def generate(cfg: GenerateConfig) -> list[Path]:
     pipe.set_progress_bar_config(disable=False, desc="denoising")
     for f in cfg.control_net_lllite_models: pipe.add_lllite(f)
     seed = random.randrange(2**31) if cfg.seed is None else cfg.seed
-    out = Path(cfg.outdir); out.mkdir(parents=True, exist_ok=True)
+    out = Path(cfg.outdir); out.mkdir(parents=True, exist_ok=True); clean_leftovers(out) # a killed run's temporary files
     paths, idx = [], _next_index(out)
     for guides in sets:
         imgs = pipe(cfg.prompt, image=[im for _, im in guides] if n else None, negative_prompt=cfg.negative_prompt,
                     width=cfg.W, height=cfg.H, num_inference_steps=cfg.steps, guidance_scale=cfg.scale,
                     num_images_per_prompt=cfg.images_per_prompt, controlnet_conditioning_scale=mults,
-                    control_guidance_end=ends, generator=torch.Generator(cfg.device).manual_seed(seed)).images
+                    control_guidance_end=ends, generator=torch.Generator(cfg.device).manual_seed(seed), output_type="np").images
+        if not np.isfinite(imgs).all(): # the VAE can overflow where the UNet did not (SDXL's VAE in fp16)
+            raise NonFiniteError(f"the decoded picture holds NaN or infinite values (guides {', '.join(str(f) for f, _ in guides) or 'none'}); "
+                                 f"not writing it to {out} (with --dtype float16, SDXL's VAE overflows: use float32 or bfloat16)")
+        imgs = pipe.numpy_to_pil(imgs)
         info = dict(asdict(cfg), seed=seed, W=imgs[0].width, H=imgs[0].height, sampler=type(pipe.scheduler).__name__,
                     lllite=[dict(model=str(m), guide=str(g), multiplier=s, ratio=r)
                             for m, (g, _), s, r in zip(cfg.control_net_lllite_models, guides, mults, ratios)])
@@ -286,8 +302,6 @@ def generate(cfg: GenerateConfig) -> list[Path]:
 # %% ../nbs/05_inference.ipynb #8b0ead43
 def main(argv: list | None = None):
     "Console entry point `lllite-generate`: parse the options, then generate."
-    p = config_parser(GenerateConfig, "lllite-generate", "Generate SDXL images steered by ControlNet-LLLite models.")
-    cfg = parse_config(p, argv)
-    try: paths = generate(cfg)
-    except (ValueError, FileNotFoundError) as e: p.exit(2, f"lllite-generate: error: {e}\n")
-    for path in paths: print(f"lllite-generate: wrote {path}")
+    def work(cfg):
+        for path in generate(cfg): print(f"lllite-generate: wrote {path}")
+    run_command(config_parser(GenerateConfig, "lllite-generate", "Generate SDXL images steered by ControlNet-LLLite models."), work, argv)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_inject.ipynb #2801fe00
 from __future__ import annotations
-import re
+import math, re, warnings
 from typing import NamedTuple
 
 import torch
@@ -14,8 +14,9 @@ from .models import TARGET_LAYERS
 from .module import LLLiteModule, check_cond_image
 
 # %% auto #0
-__all__ = ['BLOCK_TABLE', 'TARGET_RE', 'diffusers_to_ldm', 'ldm_to_diffusers', 'lllite_name', 'lllite_depth', 'LLLiteTarget',
-           'lllite_targets', 'ControlNetLLLite', 'LLLiteStateDictError', 'check_state_dict']
+__all__ = ['BLOCK_TABLE', 'TARGET_RE', 'ODD_C_WARNING', 'diffusers_to_ldm', 'ldm_to_diffusers', 'lllite_name', 'lllite_depth',
+           'LLLiteTarget', 'lllite_targets', 'ControlNetLLLite', 'check_strength', 'LLLiteStateDictError',
+           'check_state_dict']
 
 # %% ../nbs/01_inject.ipynb #cd2b9760
 BLOCK_TABLE = ( # (diffusers prefix, -> LDM prefix, LDM prefix, -> diffusers prefix): SDXL's layout, 2 layers per level
@@ -81,6 +82,9 @@ def lllite_targets(unet: nn.Module) -> list[LLLiteTarget]: # a diffusers UNet2DC
     return out
 
 # %% ../nbs/01_inject.ipynb #68271f32
+ODD_C_WARNING = ("cond_emb_dim {c} is odd: kohya's generator and ComfyUI's LLLite node read it as 2 x {h} = {c1} from "
+                 "conditioning1.0 and cannot load the file; use an even cond_emb_dim") # .format(c=c, h=c // 2, c1=c - 1)
+
 class ControlNetLLLite(nn.Module):
     "kohya's ControlNet-LLLite for a diffusers SDXL UNet: one LLLiteModule per target, kohya's state-dict keys."
     def __init__(self, unet: nn.Module, # diffusers UNet2DConditionModel with SDXL's layout (may be on `meta`)
@@ -89,6 +93,7 @@ class ControlNetLLLite(nn.Module):
                  dropout: float = 0.0, # dropout between mid and up, in training mode only
                  multiplier: float = 1.0): # strength of the control; 0 switches it off exactly
         super().__init__()
+        if cond_emb_dim % 2: warnings.warn(ODD_C_WARNING.format(c=cond_emb_dim, h=cond_emb_dim // 2, c1=cond_emb_dim - 1))
         self.cond_emb_dim, self.network_dim, self._multiplier = cond_emb_dim, network_dim, multiplier
         for t in lllite_targets(unet):
             m = LLLiteModule(t.layer, t.depth, cond_emb_dim, network_dim, dropout, multiplier)
@@ -136,9 +141,20 @@ def set_cond_image(self: ControlNetLLLite, img: torch.Tensor | None): # (B,3,H,W
     if img is not None: check_cond_image(img)
     for m in self.lllite_modules.values(): m._embed(img) if img is not None else m.set_cond_image(None)
 
+def check_strength(s, # a multiplier (kohya) / controlnet_conditioning_scale (diffusers)
+                   what: str = "multiplier", # how to name it in messages
+                   warn: bool = True) -> float: # warn outside [0, 2]
+    "`s` as a float: ValueError unless it is a finite number; a warning outside [0, 2], where pictures break up."
+    try: s = float(s)
+    except (TypeError, ValueError): raise TypeError(f"{what} must be a number, got {s!r}") from None
+    if not math.isfinite(s): raise ValueError(f"{what} must be a finite number, got {s}")
+    if warn and not 0 <= s <= 2: warnings.warn(f"{what} {s:g} is outside [0, 2]; LLLite is trained at 1, and far from it pictures break up")
+    return s
+
 @patch
 def set_multiplier(self: ControlNetLLLite, s: float): # residual scale for every module; 0 is an exact passthrough
-    "Set the multiplier of every module (also `net.multiplier = s`)."
+    "Set the multiplier of every module (also `net.multiplier = s`); a NaN or infinite `s` is refused."
+    s = check_strength(s, warn=False)
     self._multiplier = s
     for m in self.lllite_modules.values(): m.multiplier = s
 

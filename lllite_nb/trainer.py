@@ -16,15 +16,15 @@ from accelerate import Accelerator
 from .dataset import DatasetConfig, load_train_dataset, make_dataloader, source_problems
 from .inject import ControlNetLLLite
 from .models import load_pipeline, noise_scheduler, sdxl_time_ids
-from .tools import opt, replace_folder
+from .tools import StateFileError, check_writable, load_tree, opt, replace_folder, save_tree
 from .training import (OPTIMIZERS, LLLiteUNet, batch_features, build_cache, draw_noise, load_cache, make_lr_scheduler,
                                 make_optimizer, save_cache, training_loss)
-from .weights import read_weights
+from .weights import detect_dims, nonfinite_keys, read_weights
 
 # %% auto #0
-__all__ = ['STATE_FILES', 'TrainConfig', 'TrainConfigError', 'check_config', 'step_seed', 'save_train_state', 'load_train_state',
-           'TrainingDivergedError', 'Callback', 'TrainRun', 'setup_run', 'micro_step', 'end_step', 'run_epoch',
-           'run_steps', 'state_info', 'resume_run']
+__all__ = ['STATE_FILES', 'FP16_MAX', 'TrainConfig', 'TrainConfigError', 'check_config', 'step_seed', 'save_train_state',
+           'load_train_state', 'check_inputs', 'TrainingDivergedError', 'Callback', 'weight_problem', 'diverged',
+           'TrainRun', 'setup_run', 'micro_step', 'end_step', 'run_epoch', 'run_steps', 'state_info', 'resume_run']
 
 # %% ../nbs/04a_trainer.ipynb #3625ccc3
 @dataclass
@@ -60,7 +60,7 @@ class TrainConfig(DatasetConfig):
     save_every_n_epochs: int | None = opt(None, "checkpoint <name>-{E:06d}.safetensors every N epochs (not the last)")
     output_dir: str = opt("output", "checkpoints, states, samples/, the loss curve, cache/")
     output_name: str | None = opt(None, "file stem; None: kohya's 'last', 'at-step...', 'epoch-...'")
-    save_precision: str = opt("float", "'float', 'fp16' or 'bf16'")
+    save_precision: str = opt("fp16", "dtype of the checkpoint files: 'fp16' (kohya's), 'bf16' or 'float' (fp32); states stay fp32")
     save_model_as: str = opt("safetensors", "file format of the checkpoints: only safetensors", choices=("safetensors",))
     save_state: bool = opt(False, "also write the full training state next to each checkpoint")
     resume: str | None = opt(None, "a state folder written with --save_state")
@@ -118,35 +118,67 @@ def _set_rng_state(s: dict):
     if s["cuda"] and torch.cuda.is_available(): torch.cuda.set_rng_state_all(s["cuda"])
 
 # %% ../nbs/04a_trainer.ipynb #2b720843
-STATE_FILES = ("lllite.safetensors", "optimizer.pt", "lr_scheduler.pt", "rng_state.pt", "train_state.json")
+STATE_FILES = ("lllite.safetensors", "optimizer.safetensors", "lr_scheduler.safetensors", "rng_state.safetensors", "train_state.json")
 
 def save_train_state(path: str | os.PathLike, # the state folder to write (replaced if it exists)
                      network: ControlNetLLLite, optimizer, lr_scheduler, # what to save
                      info: dict # JSON-able: step, micro-batch, epoch, position, losses, config, fp16 scaler
                     ) -> Path:
-    "Write everything a run needs to continue into folder `path`, atomically."
+    "Write everything a run needs to continue into folder `path`, atomically, without pickle."
     def build(tmp: Path):
         network.save(tmp / "lllite.safetensors", dtype=torch.float32)
-        torch.save(optimizer.state_dict(), tmp / "optimizer.pt"); torch.save(lr_scheduler.state_dict(), tmp / "lr_scheduler.pt")
-        torch.save(_rng_state(), tmp / "rng_state.pt")
-        (tmp / "train_state.json").write_text(json.dumps(info, indent=1))
+        save_tree(optimizer.state_dict(), tmp / "optimizer.safetensors"); save_tree(lr_scheduler.state_dict(), tmp / "lr_scheduler.safetensors")
+        save_tree(_rng_state(), tmp / "rng_state.safetensors")
+        (tmp / "train_state.json").write_text(json.dumps(info, indent=1, default=str))
     return replace_folder(path, build)
 
 # %% ../nbs/04a_trainer.ipynb #51236700
+def _json(path: Path) -> dict:
+    try: return json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e: raise StateFileError(f"{path} is not the JSON file of a training state: {e}") from None
+
 def load_train_state(path: str | os.PathLike # a folder written by `save_train_state`
                     ) -> dict:
-    "The saved state: {'weights', 'optimizer', 'lr_scheduler', 'rng', 'info'}; FileNotFoundError naming what is missing."
+    "The saved state: {'weights', 'optimizer', 'lr_scheduler', 'rng', 'info'}; errors name the missing or unreadable file."
     path = Path(path)
     if not path.is_dir(): raise FileNotFoundError(f"--resume {path}: not a folder (expected a <name>-state folder written with --save_state)")
     if missing := [f for f in STATE_FILES if not (path / f).is_file()]:
-        raise FileNotFoundError(f"--resume {path}: not a complete training state, missing {', '.join(missing)}")
-    return dict(weights=read_weights(path / "lllite.safetensors")[0], optimizer=torch.load(path / "optimizer.pt", weights_only=True),
-                lr_scheduler=torch.load(path / "lr_scheduler.pt", weights_only=True),
-                rng=torch.load(path / "rng_state.pt", weights_only=False), info=json.loads((path / "train_state.json").read_text()))
+        old = [f.name for f in path.glob("*.pt")]
+        raise FileNotFoundError(f"--resume {path}: not a complete training state, missing {', '.join(missing)}"
+                                + (f" (its {', '.join(old)} are pickle files of an older version, which are never loaded)" if old else ""))
+    st = dict(weights=read_weights(path / "lllite.safetensors")[0], optimizer=load_tree(path / "optimizer.safetensors"),
+              lr_scheduler=load_tree(path / "lr_scheduler.safetensors"), rng=load_tree(path / "rng_state.safetensors"),
+              info=_json(path / "train_state.json"))
+    moments = {f"{i}.{k}": v for i, s in st["optimizer"].get("state", {}).items() for k, v in s.items() if torch.is_tensor(v)}
+    if bad := nonfinite_keys(moments): raise StateFileError(f"{path / 'optimizer.safetensors'}: NaN or infinite optimizer state ({bad[0]})")
+    return st
+
+# %% ../nbs/04a_trainer.ipynb #0515cca7
+def _check_dims(sd: dict, cfg: TrainConfig, what: str):
+    c, m = detect_dims(sd, what)
+    if (c, m) != (cfg.cond_emb_dim, cfg.network_dim):
+        raise TrainConfigError(f"{what} holds a network with cond_emb_dim {c} and network_dim {m}, but this run has "
+                               f"--cond_emb_dim {cfg.cond_emb_dim} --network_dim {cfg.network_dim}; give the file's")
+
+def check_inputs(cfg: TrainConfig # options checked with `check_config`
+                ) -> dict | None:
+    "Check the files `cfg` writes and reads before anything loads; returns the state of `cfg.resume` (or None)."
+    check_writable(cfg.output_dir, "--output_dir")
+    if cfg.cache_latents_to_disk or cfg.cache_text_encoder_outputs_to_disk:
+        check_writable(cfg.cache_dir or Path(cfg.output_dir) / "cache", "--cache_dir")
+    if cfg.network_weights: _check_dims(read_weights(cfg.network_weights)[0], cfg, f"--network_weights {cfg.network_weights}")
+    if not cfg.resume: return None
+    st = load_train_state(cfg.resume); _check_dims(st["weights"], cfg, f"--resume {cfg.resume}")
+    return st
+
+def _check_position(info: dict, now: dict, what): # the saved state's info, this run's `_position`, the state's name
+    "Refuse a state whose data order or position this run cannot continue."
+    if diff := [f"{k} {info.get(k)} -> {v}" for k, v in now.items() if info.get(k) != v]:
+        raise TrainConfigError(f"--resume {what}: this run differs from the saved one in {', '.join(diff)}; the data position would not match")
 
 # %% ../nbs/04a_trainer.ipynb #c2236a08
 class TrainingDivergedError(RuntimeError):
-    "The loss became NaN or infinite."
+    "The loss became NaN or infinite, or the weights did (or left fp16's range)."
 
 class Callback:
     "Something a run does around its steps; each method gets the `TrainRun`. Override what you need."
@@ -154,6 +186,21 @@ class Callback:
     def after_step(self, run): pass # after every optimizer step
     def after_epoch(self, run): pass
     def after_fit(self, run): pass
+
+# %% ../nbs/04a_trainer.ipynb #696a705e
+FP16_MAX = 65504.0 # the largest fp16 number: a weight beyond it is infinite in an fp16 file
+
+def weight_problem(network: ControlNetLLLite) -> str | None:
+    "Why the weights must not be saved (not finite, or beyond fp16's range: a diverged run), or None."
+    big = float(torch.stack([p.detach().abs().max().float() for p in network.parameters()]).max()) # NaN propagates
+    if not math.isfinite(big): return "the weights hold NaN or infinite values"
+    if big > FP16_MAX: return f"the weights have diverged (largest |w| {big:.3g}, beyond fp16's {FP16_MAX:g})"
+    return None
+
+def diverged(run: TrainRun, what: str) -> TrainingDivergedError: # what happened, and where
+    "The error that stops a diverged run; it names the last checkpoint, which passed `weight_problem` when written."
+    return TrainingDivergedError(f"{what}. Last good checkpoint: {run.last_checkpoint or 'none written yet'}. "
+                                 "Try a lower --learning_rate, or bf16 instead of fp16.")
 
 # %% ../nbs/04a_trainer.ipynb #c3d9e16d
 @dataclass
@@ -241,10 +288,13 @@ def _prepare_cache(cfg: TrainConfig, ds, pipe, acc: Accelerator) -> dict:
 # %% ../nbs/04a_trainer.ipynb #3edbb97f
 def setup_run(cfg: TrainConfig, # the options (checked with `check_config` first)
               pipe=None, # a loaded pipeline to train on; None: load `cfg.pretrained_model_name_or_path`
-              callbacks: list | None = None) -> TrainRun: # `Callback`s, called in this order
+              callbacks: list | None = None, # `Callback`s, called in this order
+              accelerator: Accelerator | None = None) -> TrainRun: # None: a new one (its precision stays fp32: see `_amp`)
     "Load the data, the models and the caches, hook in the network, prepare with accelerate; continue `cfg.resume`."
-    acc = Accelerator(mixed_precision="no", gradient_accumulation_steps=cfg.gradient_accumulation_steps) # precision: `_amp`
-    ds, base_loader = _load_data(cfg, _native_size(cfg, pipe)) # data first: its errors come before a long model load
+    acc = accelerator if accelerator is not None else Accelerator(mixed_precision="no", gradient_accumulation_steps=cfg.gradient_accumulation_steps)
+    st = check_inputs(cfg) # the files first, then the data: their errors come before a long model load
+    ds, base_loader = _load_data(cfg, _native_size(cfg, pipe))
+    if st: _check_position(st["info"], _position(cfg, base_loader, acc.num_processes), cfg.resume)
     pipe, network = _load_models(cfg, pipe, acc)
     cache = _prepare_cache(cfg, ds, pipe, acc)
     if "latents" in cache and "embeds" in cache and not cfg.sample_prompts: pipe.vae.to("cpu"); pipe.text_encoder.to("cpu"); pipe.text_encoder_2.to("cpu")
@@ -257,7 +307,7 @@ def setup_run(cfg: TrainConfig, # the options (checked with `check_config` first
     run = TrainRun(cfg, acc, pipe, network, model, optimizer, make_lr_scheduler(optimizer, cfg.lr_scheduler, cfg.lr_warmup_steps, max_steps),
                    base_loader, loader, cache, noise_scheduler(cfg.v_parameterization), tuple(ds[0]["target_size"][::-1]),
                    max_steps, per_epoch, Path(cfg.output_dir), *_amp(cfg.mixed_precision, acc.device), callbacks=list(callbacks or []))
-    if cfg.resume: resume_run(run, cfg.resume)
+    if st: resume_run(run, st)
     return run
 
 # %% ../nbs/04a_trainer.ipynb #b1ad1cff
@@ -285,9 +335,7 @@ def micro_step(run: TrainRun, batch: dict) -> float:
             loss = training_loss(run.model, run.noise_sched, lat, batch["conditioning_image"].to(acc.device), emb, pooled, ids, noise, t, cfg.min_snr_gamma)
         value = acc.gather(loss.detach()[None]).mean().item()
         if not math.isfinite(value):
-            raise TrainingDivergedError(f"the loss is {value} at step {run.step + 1} (epoch {run.epoch + 1}); stopped before "
-                                        f"updating the weights. Last good checkpoint: {run.last_checkpoint or 'none written yet'}. "
-                                        "Try a lower --learning_rate, or bf16 instead of fp16.")
+            raise diverged(run, f"the loss is {value} at step {run.step + 1} (epoch {run.epoch + 1}); stopped before updating the weights")
         _backward_and_step(run, loss)
     return value
 
@@ -318,21 +366,21 @@ def run_steps(run: TrainRun):
     run.event("after_fit")
 
 # %% ../nbs/04a_trainer.ipynb #9d698fe4
+def _position(cfg: TrainConfig, base_loader, num_processes: int) -> dict:
+    "What fixes the data order and position: a resumed run must have the same."
+    return dict(seed=cfg.seed, batch_size=base_loader.batch_sampler.batch_size, batches=len(base_loader),
+                num_processes=num_processes, gradient_accumulation_steps=cfg.gradient_accumulation_steps)
+
 def state_info(run: TrainRun) -> dict:
     "What the state's train_state.json holds: counters, position, losses, the config, the fp16 scaler."
     return dict(step=run.step, micro=run.micro, epoch=run.epoch, batch_in_epoch=run.batch_in_epoch, losses=run.losses,
-                seed=run.cfg.seed, batch_size=run.base_loader.batch_sampler.batch_size, batches_per_epoch=len(run.loader),
-                gradient_accumulation_steps=run.cfg.gradient_accumulation_steps, max_steps=run.max_steps, config=asdict(run.cfg),
-                scaler=run.scaler.state_dict() if run.scaler is not None else None)
+                **_position(run.cfg, run.base_loader, run.accelerator.num_processes), max_steps=run.max_steps,
+                config=asdict(run.cfg), scaler=run.scaler.state_dict() if run.scaler is not None else None)
 
-def resume_run(run: TrainRun, path: str | os.PathLike): # a state folder written by `save_train_state`
+def resume_run(run: TrainRun, path: str | os.PathLike | dict): # a state folder written by `save_train_state`, or its `load_train_state`
     "Continue the state in `path`: weights, optimizer, learning-rate schedule, scaler, counters, data position, RNG."
-    st, cfg = load_train_state(path), run.cfg; info = st["info"]
-    saved = {k: info[k] for k in ("seed", "batch_size", "batches_per_epoch", "gradient_accumulation_steps")}
-    now = dict(seed=cfg.seed, batch_size=run.base_loader.batch_sampler.batch_size, batches_per_epoch=len(run.loader),
-               gradient_accumulation_steps=cfg.gradient_accumulation_steps)
-    if diff := [f"{k} {saved[k]} -> {now[k]}" for k in saved if saved[k] != now[k]]:
-        raise TrainConfigError(f"--resume {path}: this run differs from the saved one in {', '.join(diff)}; the data position would not match")
+    st, cfg = path if isinstance(path, dict) else load_train_state(path), run.cfg; info = st["info"]
+    _check_position(info, _position(cfg, run.base_loader, run.accelerator.num_processes), cfg.resume or path)
     run.network.load_state_dict({k: v.to(torch.float32) for k, v in st["weights"].items()})
     run.optimizer.load_state_dict(st["optimizer"])
     run.lr_scheduler = make_lr_scheduler(run.optimizer, cfg.lr_scheduler, cfg.lr_warmup_steps, run.max_steps,

@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_train.ipynb #77b89c42
 from __future__ import annotations
-import os
+import os, warnings
 from pathlib import Path
 
 import torch
@@ -124,12 +124,14 @@ def save_cache(cache: dict, path: str | os.PathLike, fingerprint: str) -> Path:
     return atomic_write(path, lambda tmp: save_file(sd, tmp, metadata={"fingerprint": fingerprint}))
 
 def load_cache(path: str | os.PathLike, fingerprint: str) -> dict | None:
-    "The cache stored at `path`, or None if it is missing or was made for another fingerprint."
+    "The cache stored at `path`, or None if it is missing, unreadable (a warning) or was made for another fingerprint."
     if not Path(path).is_file(): return None
-    with safe_open(str(path), "pt") as f:
-        if (f.metadata() or {}).get("fingerprint") != fingerprint: return None
-        out = {}
-        for key in f.keys(): k, r = key.rsplit(".", 1); out.setdefault(k, {})[int(r)] = f.get_tensor(key)
+    try:
+        with safe_open(str(path), "pt") as f:
+            if (f.metadata() or {}).get("fingerprint") != fingerprint: return None
+            out = {}
+            for key in f.keys(): k, r = key.rsplit(".", 1); out.setdefault(k, {})[int(r)] = f.get_tensor(key)
+    except Exception as e: warnings.warn(f"cache {path} is unreadable ({type(e).__name__}: {e}); computing it again"); return None
     return out
 
 # %% ../nbs/04_train.ipynb #79505ac3

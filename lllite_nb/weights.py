@@ -4,18 +4,19 @@
 
 # %% ../nbs/02_weights.ipynb #66f40036
 from __future__ import annotations
-import datetime, json, os
+import datetime, json, os, warnings
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 from fastcore.basics import patch
-from .inject import ControlNetLLLite, LLLiteStateDictError
+from .inject import ODD_C_WARNING, ControlNetLLLite, LLLiteStateDictError
 from .tools import atomic_write
 
 # %% auto #0
-__all__ = ['LLLITE_ARCH', 'lllite_metadata', 'save_weights', 'LLLiteFileError', 'read_weights', 'detect_dims', 'load_network']
+__all__ = ['LLLITE_ARCH', 'lllite_metadata', 'NonFiniteError', 'nonfinite_keys', 'save_weights', 'LLLiteFileError',
+           'read_weights', 'detect_dims', 'load_network']
 
 # %% ../nbs/02_weights.ipynb #b0029e08
 LLLITE_ARCH = "stable-diffusion-xl-v1-base/control-net-lllite" # modelspec.architecture of an LLLite file
@@ -35,13 +36,28 @@ def lllite_metadata(net: ControlNetLLLite, # the network being saved
             "lllite.num_modules": str(len(mods)), "lllite.targets": json.dumps([m.target_name for m in mods])}
 
 # %% ../nbs/02_weights.ipynb #41a8fb94
+class NonFiniteError(ValueError):
+    "Weights (or pictures) with NaN or infinite values, which are never written."
+
+def nonfinite_keys(sd: dict # name -> tensor
+                  ) -> list:
+    "The names of the floating-point tensors of `sd` that hold a NaN or an infinity."
+    return [k for k, v in sd.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+
 def save_weights(net: ControlNetLLLite, # the network to save
                  path: str | os.PathLike, # the .safetensors file to write
                  dtype: torch.dtype | None = torch.float16, # dtype on disk; None keeps the parameters' dtype
                  metadata: dict | None = None) -> Path: # extra or overriding metadata, e.g. {"modelspec.title": ...}
-    "Write `net` as a kohya-format safetensors file, atomically (temp file + os.replace)."
+    "Write `net` as a kohya-format safetensors file, atomically; NonFiniteError (nothing written) if a value is not finite in `dtype`."
     path = Path(path)
     sd = {k: v.detach().to("cpu", dtype or v.dtype).contiguous() for k, v in net.state_dict().items()}
+    if bad := nonfinite_keys(sd):
+        big = max(float(v.float().abs().nan_to_num(0, 0, 0).max()) for v in net.state_dict().values())
+        raise NonFiniteError(f"not writing {path}: {len(bad)} of {len(sd)} tensors hold NaN or infinite values in {str(dtype or 'their dtype')} "
+                             f"(first: {bad[0]}; largest finite |w| {big:.3g}); the weights have diverged")
+    if (c := net.cond_emb_dim) % 2: warnings.warn(f"{path}: " + ODD_C_WARNING.format(c=c, h=c // 2, c1=c - 1))
+    if path.suffix != ".safetensors": warnings.warn(f"{path}: written as safetensors; kohya's tools and ComfyUI read a file "
+                                                   "as safetensors only when its name ends in .safetensors")
     meta = lllite_metadata(net, title=path.stem)
     meta.update({k: v if isinstance(v, str) else str(v) for k, v in (metadata or {}).items()})
     meta.update({k: v for k, v in lllite_metadata(net).items() if k.startswith("lllite.")})
@@ -59,15 +75,44 @@ def save(self: ControlNetLLLite, path, # the .safetensors file to write
 class LLLiteFileError(ValueError):
     "A file that is not a readable ControlNet-LLLite weights file."
 
-def read_weights(path: str | os.PathLike # a .safetensors file
-                ) -> tuple[dict, dict]:
-    "The tensors and metadata of a safetensors file; FileNotFoundError / LLLiteFileError naming it otherwise."
+def _torch_tensors(path: Path) -> dict:
+    "The tensors of a torch.save file, unpickled with weights_only=True (tensors and containers only)."
+    try: sd = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise LLLiteFileError(f"{path} is a torch.save (pickle) file that holds more than tensors, refused "
+                              f"(only tensors are loaded, never code): {' '.join(str(e).split())[:200]}") from None
+    if not isinstance(sd, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in sd.items()):
+        raise LLLiteFileError(f"{path} is a torch.save file but not a state dict of tensors (it holds a {type(sd).__name__})")
+    return sd
+
+def read_weights(path: str | os.PathLike, # a safetensors file, or a kohya torch.save file (.pt, .ckpt)
+                 finite: bool = True) -> tuple[dict, dict]: # refuse a file with a NaN or infinite value
+    "The tensors and metadata of a weights file; FileNotFoundError / LLLiteFileError naming it otherwise."
     path = Path(path)
     if not path.is_file(): raise FileNotFoundError(f"LLLite weights file {path} does not exist (or is not a file)")
+    with open(path, "rb") as f: head = f.read(8)
     try:
-        with safe_open(path, "pt") as f: return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
+        with safe_open(path, "pt") as f: sd, meta = {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
     except Exception as e:
-        raise LLLiteFileError(f"{path} is not a readable safetensors file (truncated or another format?): {e}") from e
+        if head[:4] == b"PK\x03\x04" or (head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")): # torch.save: zip or pickle
+            sd, meta = _torch_tensors(path), {}
+        else:
+            what = "truncated?" if path.suffix == ".safetensors" or len(head) < 8 else f"nor a torch.save file; it starts with {head!r}"
+            raise LLLiteFileError(f"{path} is not a readable safetensors file ({what}): {' '.join(str(e).split())}") from None
+    if finite and (bad := nonfinite_keys(sd)):
+        raise LLLiteFileError(f"{path}: {len(bad)} of {len(sd)} tensors hold NaN or infinite values (first: {bad[0]}); "
+                              "such a network draws black pictures, so the file is refused")
+    return sd, meta
+
+# %% ../nbs/02_weights.ipynb #1ad748c7
+_KINDS = (("lora_unet_", "a LoRA"), ("lora_te", "a LoRA"), ("control_model.", "a ControlNet (not LLLite)"),
+          ("input_hint_block", "a ControlNet (not LLLite)"), ("controlnet_", "a diffusers ControlNet"),
+          ("model.diffusion_model.", "a Stable Diffusion checkpoint"), ("conditioner.", "a Stable Diffusion checkpoint"),
+          ("down_blocks.", "a diffusers UNet"), ("encoder.down", "a VAE")) # key prefix -> what such files are
+
+def _looks_like(keys: list) -> str:
+    kinds = [name for prefix, name in _KINDS if any(k.startswith(prefix) or f".{prefix}" in k for k in keys)]
+    return f"; it looks like {kinds[0]}" if kinds else ""
 
 def detect_dims(sd: dict, # kohya-keyed state dict
                 what: str = "state dict") -> tuple[int, int]: # how to name `sd` in errors (e.g. the file)
@@ -75,7 +120,7 @@ def detect_dims(sd: dict, # kohya-keyed state dict
     mids = {k: tuple(v.shape) for k, v in sd.items() if k.startswith("lllite_unet_") and k.endswith(".mid.0.weight")}
     if not mids:
         raise LLLiteFileError(f"{what} is not a ControlNet-LLLite file: no 'lllite_unet_*.mid.0.weight' keys among its "
-                              f"{len(sd)} keys (first: {', '.join(list(sd)[:3]) or 'none'})")
+                              f"{len(sd)} keys (first: {', '.join(list(sd)[:3]) or 'none'}){_looks_like(list(sd))}")
     shapes = set(mids.values())
     if len(shapes) != 1 or len(s := next(iter(shapes))) != 2 or s[1] <= s[0]:
         raise LLLiteFileError(f"{what}: inconsistent LLLite mid.0.weight shapes {sorted(shapes)[:3]}, expected one [m, m + c]")

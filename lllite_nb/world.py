@@ -18,7 +18,7 @@ from .models import (TINY_WEIGHT_FILES, TINY_WEIGHTS_DIR, TinySDXLConfig, encode
                               sdxl_time_ids, tiny_pipeline)
 from .training import diffusion_loss, snr_weights
 from .images import image_to_tensor
-from .tools import atomic_write, config_parser, opt, parse_config
+from .tools import atomic_write, config_parser, load_tree, opt, run_command, save_tree
 
 # %% auto #0
 __all__ = ['WorldConfig', 'world_pool', 'step_generator', 'pool_tensor', 'resumable_loop', 'vae_loss', 'train_vae',
@@ -65,8 +65,6 @@ def world_pool(n: int, # number of pictures
     return imgs, caps, metas
 
 # %% ../nbs/07_world.ipynb #4e89c393
-def _save_atomic(obj, path: Path): atomic_write(path, lambda tmp: torch.save(obj, tmp))
-
 def step_generator(seed: int, step: int) -> torch.Generator:
     "The generator of every random draw of training step `step`."
     return torch.Generator().manual_seed(seed * 1_000_003 + step)
@@ -86,7 +84,7 @@ def resumable_loop(step_fn, # step -> loss (float); does one optimizer step
     ckpt = Path(ckpt) if ckpt else None
     log = dict(losses=[], seconds=0.0)
     if ckpt and ckpt.exists():
-        saved = torch.load(ckpt, weights_only=False)
+        saved = load_tree(ckpt)
         for k, obj in state.items(): obj.load_state_dict(saved[k])
         log = saved["log"]
     start, t0, done = len(log["losses"]), time.perf_counter() - log["seconds"], len(log["losses"])
@@ -95,7 +93,7 @@ def resumable_loop(step_fn, # step -> loss (float); does one optimizer step
         log["losses"].append(float(step_fn(s))); log["seconds"] = time.perf_counter() - t0
         bar.set_postfix(loss=f"{np.mean(log['losses'][-20:]):.4f}")
         if ckpt and ((s + 1) % save_every == 0 or s + 1 == steps):
-            _save_atomic({k: o.state_dict() for k, o in state.items()} | dict(log=log), ckpt)
+            save_tree({k: o.state_dict() for k, o in state.items()} | dict(log=log), ckpt)
     return dict(log, resumed_at=done)
 
 # %% ../nbs/07_world.ipynb #8ddc1190
@@ -197,8 +195,8 @@ def save_tiny_weights(pipe, # a tiny StableDiffusionXLPipeline
 # %% ../nbs/07_world.ipynb #5bfb21a1
 def _cached(path: Path, make):
     "Load `path` if it exists, else compute `make()` and save it there."
-    if path.exists(): return torch.load(path, weights_only=False)
-    obj = make(); _save_atomic(obj, path); return obj
+    if path.exists(): return load_tree(path)
+    obj = make(); save_tree(obj, path); return obj
 
 def _encode_all(fn, items, batch: int = 128) -> list:
     outs = [fn(items[i:i + batch]) for i in tqdm(range(0, len(items), batch), desc="caching", leave=False)]
@@ -212,14 +210,14 @@ def pretrain_world(cfg: WorldConfig = WorldConfig(), show: bool = True) -> dict:
     pipe = tiny_pipeline(TinySDXLConfig(seed=cfg.seed, sample_size=cfg.size), pretrained=False)
     imgs, caps, _ = world_pool(cfg.n_images, cfg.data_seed, cfg.size); t["pool_s"] = time.perf_counter() - t0
     def vae_stage():
-        log = train_vae(pipe.vae, imgs, cfg, ck / "vae_state.pt", show)
+        log = train_vae(pipe.vae, imgs, cfg, ck / "vae_state.safetensors", show)
         m, s = fold_latent_scale(pipe.vae, pool_tensor(imgs[:256]))
         return dict(vae=pipe.vae.state_dict(), log=log, mean=m, std=s)
-    v = _cached(ck / "vae_final.pt", vae_stage); pipe.vae.load_state_dict(v["vae"]); t["vae_s"] = v["log"]["seconds"]
+    v = _cached(ck / "vae_final.safetensors", vae_stage); pipe.vae.load_state_dict(v["vae"]); t["vae_s"] = v["log"]["seconds"]
     t1 = time.perf_counter()
-    lat = _cached(ck / "latents.pt", lambda: _encode_all(lambda a: encode_latents(pipe.vae, pool_tensor(a)), imgs))
+    lat = _cached(ck / "latents.safetensors", lambda: _encode_all(lambda a: encode_latents(pipe.vae, pool_tensor(a)), imgs))
     emb, pooled = _encode_all(lambda c: encode_text(pipe, c), caps); t["cache_s"] = time.perf_counter() - t1
-    ema, log = train_unet(pipe.unet, lat, emb, pooled, cfg, ck / "unet_state.pt", show); t["unet_s"] = log["seconds"]
+    ema, log = train_unet(pipe.unet, lat, emb, pooled, cfg, ck / "unet_state.safetensors", show); t["unet_s"] = log["seconds"]
     pipe.unet.load_state_dict(ema.state_dict())
     sizes = save_tiny_weights(pipe, cfg.out_dir, getattr(torch, cfg.save_dtype))
     t |= dict(vae_l1=float(np.mean(v["log"]["losses"][-20:])), unet_loss=float(np.mean(log["losses"][-50:])),
@@ -230,8 +228,10 @@ def pretrain_world(cfg: WorldConfig = WorldConfig(), show: bool = True) -> dict:
 # %% ../nbs/07_world.ipynb #aa436841
 def main(argv: list | None = None):
     "`python -m lllite_nb.world [--unet_steps N ...]`: reproduce the shipped tiny-world weights."
-    t = pretrain_world(parse_config(config_parser(WorldConfig, "python -m lllite_nb.world", main.__doc__), argv))
-    print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in t.items()))
+    def work(cfg):
+        t = pretrain_world(cfg)
+        print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in t.items()))
+    run_command(config_parser(WorldConfig, "python -m lllite_nb.world", main.__doc__), work, argv)
 
 # %% ../nbs/07_world.ipynb #530dd728
 def quality_gate(pipe, # a StableDiffusionXLPipeline of the tiny world
