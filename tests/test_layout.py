@@ -68,6 +68,30 @@ def test_chapters_import_only_earlier_chapters():
     assert bad == []
 
 
+def notebook_imports(nb: Path) -> set:
+    "Names of lllite_nb modules a notebook's code cells import (top-level names resolved to their module)."
+    from lllite_nb import _HOME
+    out = set()
+    for cell in json.loads(nb.read_text())["cells"]:
+        if cell["cell_type"] != "code": continue
+        src = "\n".join(l for l in "".join(cell["source"]).splitlines() if not l.lstrip().startswith(("%", "!")))
+        for node in ast.walk(ast.parse(src)):
+            if isinstance(node, ast.ImportFrom) and node.module == "lllite_nb":
+                out |= {a.name if a.name in MODULES else _HOME[a.name] for a in node.names if a.name in MODULES or a.name in _HOME}
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("lllite_nb."): out.add(node.module.split(".")[1])
+            elif isinstance(node, ast.Import): out |= {a.name.split(".")[1] for a in node.names if a.name.startswith("lllite_nb.")}
+    return out
+
+
+def test_notebooks_use_only_earlier_chapters():
+    "A reader meets the chapters in order: no notebook cell, exported or not, imports from a later chapter."
+    nbs = sorted(p.name for p in (ROOT / "nbs").glob("*.ipynb") if p.name != "index.ipynb")
+    home = {m: nbs.index(nb) for m, nb in default_exps().items() if nb in nbs}
+    bad = [f"nbs/{nb} imports {m} (nbs/{default_exps()[m]})" for i, nb in enumerate(nbs)
+           for m in sorted(notebook_imports(ROOT / "nbs" / nb)) if home[m] > i]
+    assert bad == []
+
+
 def test_import_order_check_sees_imports_inside_functions(tmp_path):
     f = tmp_path / "x.py"
     f.write_text("from .a import b\nimport lllite_nb.c\ndef f():\n    from lllite_nb.d import e\n    from . import f\n")
