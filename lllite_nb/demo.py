@@ -25,19 +25,19 @@ __all__ = ['HEADER', 'DEMO_LLLITE', 'DemoConfig', 'train_demo_network', 'differe
 # %% ../nbs/05a_demo.ipynb #2b9c54ba
 @dataclass
 class DemoConfig:
-    "Settings of the demo; the defaults took about 7 minutes on 2 shared CPU cores."
+    "Settings of the demo; the defaults took about 2 minutes on 2 shared CPU cores."
     data_dir: str = opt("", "sample data (holdout/ holds the guides of the comparison); empty: sample_data()")
     n_train: int = opt(2000, "world pictures generated for training (0: train on data_dir/train instead)")
     train_seed: int = opt(3000, "training picture i is draw_shapes_sample(default_rng([train_seed, i]))")
     outdir: str = opt("outputs/demo", "where the network and the pictures go")
     model: str = opt("tiny", "base model ('tiny', a diffusers folder, ...)")
-    max_train_steps: int = opt(600, "optimizer steps")
+    max_train_steps: int = opt(200, "optimizer steps")
     resolution: int = opt(128, "training and generation size in pixels (the tiny world's size)")
-    train_batch_size: int = opt(8, "pictures per step")
+    train_batch_size: int = opt(16, "pictures per step")
     cond_emb_dim: int = opt(16, "c of the network")
     network_dim: int = opt(32, "m of the network")
-    learning_rate: float = opt(3e-3, "AdamW learning rate (kohya's README: 2e-4 for real runs)")
-    min_timestep: int = opt(500, "train on the noisier half, where the composition is decided")
+    learning_rate: float = opt(6e-3, "AdamW learning rate (kohya's README: 2e-4 for real runs)")
+    min_timestep: int = opt(700, "train on the noisiest 30 %, where the composition is decided")
     steps: int = opt(25, "denoising steps per image")
     guidance_scale: float = opt(5.0, "classifier-free guidance scale")
     seed: int = opt(0, "seed of training, and of the first generation of every guide")
