@@ -30,6 +30,7 @@ _API = dict( # chapter module -> its public names; everything else is imported f
     probe="ModuleKey module_keys conditioning_maps module_effects set_groups generate_groups",
     widgets="EmbeddingViewer EffectsWidget InferenceWidget",
     world="WorldConfig pretrain_world quality_gate",
+    compare="CONTENDERS make_contender ControlNetUNet AdapterUNet CompareConfig run_comparison results_table plot_curves COMPARE_RESULTS",
 )
 _HOME = {name: mod for mod, names in _API.items() for name in names.split()} # public name -> its module
 __all__ = sorted(_HOME)
