@@ -228,9 +228,8 @@ def _data(cfg: CompareConfig, pipe) -> tuple:
 _RUN_KEYS = ("model", "n_train", "train_seed", "n_val", "val_seed", "n_holdout", "max_train_steps", "eval_every",
              "train_batch_size", "resolution", "min_timestep", "steps", "guidance_scale", "seeds")
 
-def _control(pipe, arg, pairs, seeds, cfg: CompareConfig, arms=(("with", 1.0),)) -> dict:
-    ev = evaluate_control(pipe, pairs, seeds, cfg.steps, cfg.guidance_scale, cfg.resolution, arg, arms)
-    return {a: {m: ev[a][m] for m in ("edge_f1", "mask_iou")} | dict(images=ev[a]["images"]) for a, _ in arms}
+def _control(pipe, arg, pairs, seeds, cfg: CompareConfig, arms=(("with", 1.0),)) -> dict: # `evaluate_control` with cfg's generation settings
+    return evaluate_control(pipe, pairs, seeds, cfg.steps, cfg.guidance_scale, cfg.resolution, arg, arms)
 
 def _run_file(cfg: CompareConfig, kind: str, lr: float, seed: int, ext: str) -> Path:
     return Path(cfg.workdir) / "runs" / f"{kind}-lr{lr:g}-seed{seed}.{ext}"
