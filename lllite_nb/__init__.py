@@ -22,7 +22,7 @@ _API = dict( # chapter module -> its public names; everything else is imported f
     shapes="draw_shapes_sample make_shapes_dataset make_data_samples make_synthetic_dataset analyse_shapes edge_f1 mask_iou "
            "load_pairs evaluate_control sample_data",
     dataset="DatasetConfig LLLiteDataset load_train_dataset make_dataloader",
-    training="LLLiteUNet training_loss draw_noise snr_weights diffusion_loss",
+    training="LLLiteUNet training_loss draw_noise snr_weights diffusion_loss step_loss step_seed",
     trainer="TrainConfig TrainConfigError TrainingDivergedError TrainRun Callback check_config check_inputs setup_run micro_step resume_run",
     fit="train TrainResult default_callbacks",
     inference="LLLitePipeline GenerateConfig generate",
@@ -30,6 +30,7 @@ _API = dict( # chapter module -> its public names; everything else is imported f
     probe="ModuleKey module_keys conditioning_maps module_effects set_groups generate_groups",
     widgets="EmbeddingViewer EffectsWidget InferenceWidget",
     world="WorldConfig pretrain_world quality_gate",
+    compare="CONTENDERS make_contender ControlNetUNet AdapterUNet CompareConfig run_comparison results_table plot_curves COMPARE_RESULTS",
 )
 _HOME = {name: mod for mod, names in _API.items() for name in names.split()} # public name -> its module
 __all__ = sorted(_HOME)

@@ -170,24 +170,25 @@ def image_grid(images: list, # PIL images; the images of a row may differ in siz
                cols: int = 8, # images per row
                size: tuple | None = None, # resize every image to (w, h) first; None keeps each image's size
                resample: int = Image.BICUBIC, # PIL filter of that resize
-               labels: list | None = None, # per image, a text in the strip above it
-               header: int = 0, # height of that strip in pixels
+               labels: list | None = None, # per image, a text in the strip above it; fewer labels: the first images' only
+               header: int = 0, # height of that strip in pixels (a row past the labels has none)
                marks: list | None = None, # per image: True (green frame), False (red frame) or None (no frame)
                background: str = "white") -> Image.Image: # colour where no image is
     "The images in rows of `cols`, each row as tall as its tallest image; optional labels above and frames around."
     ims = [im.convert("RGB") if size is None else im.convert("RGB").resize(size, resample) for im in images]
     rows = [ims[i:i + cols] for i in range(0, len(ims), cols)]
-    heights = [header + max(im.height for im in row) for row in rows]
+    strip = [header if labels is None or r * cols < len(labels) else 0 for r in range(len(rows))] # e.g. column titles: the first row's
+    heights = [h + max(im.height for im in row) for h, row in zip(strip, rows)]
     out = Image.new("RGB", (max(sum(im.width for im in row) for row in rows), sum(heights)), background)
     draw, y = ImageDraw.Draw(out), 0
     for r, (row, h) in enumerate(zip(rows, heights)):
         x = 0
         for j, im in enumerate(row):
             k = r * cols + j
-            out.paste(im, (x, y + header))
-            if labels: draw.text((x + 3, y + 2), labels[k], fill="black")
+            out.paste(im, (x, y + strip[r]))
+            if labels and k < len(labels): draw.text((x + 3, y + 2), labels[k], fill="black")
             if marks is not None and marks[k] is not None:
-                draw.rectangle([x, y + header, x + im.width - 1, y + header + im.height - 1],
+                draw.rectangle([x, y + strip[r], x + im.width - 1, y + strip[r] + im.height - 1],
                                outline=(0, 200, 0) if marks[k] else (230, 0, 0), width=2)
             x += im.width
         y += h

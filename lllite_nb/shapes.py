@@ -281,20 +281,22 @@ def load_pairs(folder: str | Path # a folder written by `make_shapes_dataset` (m
     return [(to_rgb(Image.open(folder / r["file_name"])), to_rgb(Image.open(folder / r["conditioning_image_file_name"])), r["text"]) for r in rows]
 
 # %% ../nbs/02a_shapes.ipynb #0f4ac982
-def evaluate_control(pipe, # an LLLitePipeline with exactly one LLLite attached (`add_lllite`)
+def evaluate_control(pipe, # takes guides as `image` and a strength: LLLitePipeline (one LLLite), SDXL ControlNet/adapter pipelines
                      pairs: list, # (picture, guide, caption) held-out triples, e.g. `load_pairs`
-                     seeds: tuple = (0, 1), # every guide is generated with each seed, with and without the LLLite
-                     steps: int = 25, guidance_scale: float = 5.0, size: int = 128) -> dict:
-    "Edge F1 and mask IoU of generated pictures against their guides, without and with the LLLite, same seeds."
+                     seeds: tuple = (0, 1), # every guide is generated with each seed, in every arm
+                     steps: int = 25, guidance_scale: float = 5.0, size: int = 128,
+                     scale_arg: str = "controlnet_conditioning_scale", # the strength's name (the adapter pipeline's: adapter_conditioning_scale)
+                     arms: tuple = (("without", 0.0), ("with", 1.0))) -> dict: # (name, strength) of each arm
+    "Edge F1 and mask IoU of generated pictures against their guides, per arm (default: without and with control), same seeds."
     pics, guides, caps = zip(*pairs)
     masks = [analyse_shapes(p.resize((size, size)))["mask"] for p in pics] * len(seeds) # the reference, once
     out = {}
-    for name, scale in (("without", 0.0), ("with", 1.0)):
+    for name, scale in arms:
         ims = []
         for s in seeds:
             g = [torch.Generator().manual_seed(s) for _ in caps]
-            ims += pipe(list(caps), image=list(guides), controlnet_conditioning_scale=scale, generator=g,
-                        num_inference_steps=steps, guidance_scale=guidance_scale, height=size, width=size).images
+            ims += pipe(list(caps), image=list(guides), generator=g, num_inference_steps=steps,
+                        guidance_scale=guidance_scale, height=size, width=size, **{scale_arg: scale}).images
         f1 = [edge_f1(gd, im) for gd, im in zip(guides * len(seeds), ims)]
         iou = [mask_iou(m, analyse_shapes(im)["mask"]) for m, im in zip(masks, ims)]
         out[name] = dict(edge_f1=float(np.mean(f1)), mask_iou=float(np.mean(iou)), images=ims)

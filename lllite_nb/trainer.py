@@ -15,16 +15,15 @@ from accelerate import Accelerator
 
 from .dataset import DatasetConfig, load_train_dataset, make_dataloader, source_problems
 from .inject import ControlNetLLLite
-from .models import load_pipeline, noise_scheduler, sdxl_time_ids
+from .models import load_pipeline, noise_scheduler
 from .tools import StateFileError, check_writable, load_tree, opt, replace_folder, save_tree
-from .training import (OPTIMIZERS, LLLiteUNet, batch_features, build_cache, draw_noise, load_cache, make_lr_scheduler,
-                                make_optimizer, save_cache, training_loss)
+from .training import OPTIMIZERS, LLLiteUNet, build_cache, load_cache, make_lr_scheduler, make_optimizer, save_cache, step_loss
 from .weights import detect_dims, nonfinite_keys, read_weights
 
 # %% auto #0
-__all__ = ['STATE_FILES', 'FP16_MAX', 'TrainConfig', 'TrainConfigError', 'check_config', 'step_seed', 'save_train_state',
-           'load_train_state', 'check_inputs', 'TrainingDivergedError', 'Callback', 'weight_problem', 'diverged',
-           'TrainRun', 'setup_run', 'micro_step', 'end_step', 'run_epoch', 'run_steps', 'state_info', 'resume_run']
+__all__ = ['STATE_FILES', 'FP16_MAX', 'TrainConfig', 'TrainConfigError', 'check_config', 'save_train_state', 'load_train_state',
+           'check_inputs', 'TrainingDivergedError', 'Callback', 'weight_problem', 'diverged', 'TrainRun', 'setup_run',
+           'micro_step', 'end_step', 'run_epoch', 'run_steps', 'state_info', 'resume_run']
 
 # %% ../nbs/04a_trainer.ipynb #3625ccc3
 @dataclass
@@ -105,10 +104,6 @@ def check_config(cfg: TrainConfig # the options to check
         if getattr(cfg, k) and not Path(getattr(cfg, k)).exists(): raise FileNotFoundError(f"--{k} {getattr(cfg, k)} does not exist")
 
 # %% ../nbs/04a_trainer.ipynb #f17a4985
-def step_seed(seed: int, micro_step: int, process: int = 0) -> int:
-    "The seed of one micro-batch: a hash of (seed, micro-batch number, process index)."
-    return int(np.random.SeedSequence([seed, micro_step, process]).generate_state(1, np.uint64)[0]) >> 1
-
 def _rng_state() -> dict:
     return dict(python=random.getstate(), numpy=np.random.get_state(), torch=torch.get_rng_state(),
                 cuda=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [])
@@ -325,14 +320,10 @@ def _backward_and_step(run: TrainRun, loss: torch.Tensor):
 def micro_step(run: TrainRun, batch: dict) -> float:
     "One forward and backward pass of `batch`, and the optimizer step when its group is complete; returns the loss."
     acc, cfg = run.accelerator, run.cfg
-    s = step_seed(cfg.seed, run.micro, acc.process_index); run.micro += 1
-    torch.manual_seed(s); gen = torch.Generator(acc.device).manual_seed(s)
     with acc.accumulate(run.model):
-        lat, emb, pooled = batch_features(batch, run.pipe, run.cache, acc.device)
-        noise, t = draw_noise(lat, gen, cfg.noise_offset, min_timestep=cfg.min_timestep or 0, max_timestep=cfg.max_timestep)
-        ids = sdxl_time_ids(batch["original_size"], batch["crop_top_left"], batch["target_size"]).to(acc.device)
-        with run.autocast():
-            loss = training_loss(run.model, run.noise_sched, lat, batch["conditioning_image"].to(acc.device), emb, pooled, ids, noise, t, cfg.min_snr_gamma)
+        loss = step_loss(run.model, run.noise_sched, batch, run.pipe, run.cache, cfg.seed, run.micro, acc.process_index, acc.device,
+                         cfg.noise_offset, cfg.min_timestep or 0, cfg.max_timestep, cfg.min_snr_gamma, run.autocast())
+        run.micro += 1
         value = acc.gather(loss.detach()[None]).mean().item()
         if not math.isfinite(value):
             raise diverged(run, f"the loss is {value} at step {run.step + 1} (epoch {run.epoch + 1}); stopped before updating the weights")

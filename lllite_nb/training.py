@@ -4,9 +4,10 @@
 
 # %% ../nbs/04_train.ipynb #77b89c42
 from __future__ import annotations
-import os, warnings
+import contextlib, os, warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -17,12 +18,13 @@ from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from .inject import ControlNetLLLite
-from .models import encode_latents, encode_text
+from .models import encode_latents, encode_text, sdxl_time_ids
 from .tools import atomic_write
 
 # %% auto #0
 __all__ = ['OPTIMIZERS', 'draw_noise', 'snr_weights', 'diffusion_loss', 'LLLiteUNet', 'training_loss', 'build_cache',
-           'batch_features', 'save_cache', 'load_cache', 'make_optimizer', 'make_lr_scheduler']
+           'batch_features', 'save_cache', 'load_cache', 'step_seed', 'step_loss', 'make_optimizer',
+           'make_lr_scheduler']
 
 # %% ../nbs/04_train.ipynb #96204534
 def draw_noise(latents: torch.Tensor, # (B, C, h, w) clean latents
@@ -133,6 +135,28 @@ def load_cache(path: str | os.PathLike, fingerprint: str) -> dict | None:
             for key in f.keys(): k, r = key.rsplit(".", 1); out.setdefault(k, {})[int(r)] = f.get_tensor(key)
     except Exception as e: warnings.warn(f"cache {path} is unreadable ({type(e).__name__}: {e}); computing it again"); return None
     return out
+
+# %% ../nbs/04_train.ipynb #e34105d7
+def step_seed(seed: int, micro_step: int, process: int = 0) -> int:
+    "The seed of one micro-batch: a hash of (seed, micro-batch number, process index)."
+    return int(np.random.SeedSequence([seed, micro_step, process]).generate_state(1, np.uint64)[0]) >> 1
+
+def step_loss(model: nn.Module, # `LLLiteUNet`, or any module with its forward
+              noise_sched: DDPMScheduler, # `noise_scheduler()`
+              batch: dict, pipe, cache: dict, # a batch of the data loader; what encodes what `cache` (`build_cache`) lacks
+              seed: int, micro_step: int, process: int = 0, # the run's seed, this micro-batch's number, the process: `step_seed`
+              device: torch.device | str = "cpu",
+              noise_offset: float | None = None, min_timestep: int = 0, max_timestep: int | None = None, # `draw_noise`
+              min_snr_gamma: float | None = None, # `training_loss`
+              autocast=None) -> torch.Tensor: # the forward pass's precision context (None: as it is)
+    "The loss of micro-batch `micro_step` as a run draws it: seeded by `step_seed`, features, noise and timesteps, `training_loss`."
+    s = step_seed(seed, micro_step, process)
+    torch.manual_seed(s); gen = torch.Generator(device).manual_seed(s)
+    lat, emb, pooled = batch_features(batch, pipe, cache, device)
+    noise, t = draw_noise(lat, gen, noise_offset, min_timestep=min_timestep, max_timestep=max_timestep)
+    ids = sdxl_time_ids(batch["original_size"], batch["crop_top_left"], batch["target_size"]).to(device)
+    with autocast or contextlib.nullcontext():
+        return training_loss(model, noise_sched, lat, batch["conditioning_image"].to(device), emb, pooled, ids, noise, t, min_snr_gamma)
 
 # %% ../nbs/04_train.ipynb #79505ac3
 OPTIMIZERS = ("AdamW", "AdamW8bit") # what `make_optimizer` builds

@@ -89,6 +89,16 @@ def test_evaluate_control_with_a_stand_in_pipeline():
     assert len(r["with"]["images"]) == 4 and [c[1] for c in calls] == [0.0, 0.0, 1.0, 1.0]
 
 
+def test_evaluate_control_strength_argument_and_arms():
+    pairs = _pairs(2)
+    calls = []
+    def pipe(prompts, image, adapter_conditioning_scale, generator, **kw):  # an adapter pipeline's strength name
+        calls.append(adapter_conditioning_scale); assert "controlnet_conditioning_scale" not in kw
+        return SimpleNamespace(images=[p for p, _, _ in pairs])
+    r = evaluate_control(pipe, pairs, seeds=(0,), scale_arg="adapter_conditioning_scale", arms=(("half", 0.5),))
+    assert set(r) == {"half"} and calls == [0.5] and (r["half"]["edge_f1"], r["half"]["mask_iou"]) == (1.0, 1.0)
+
+
 def test_resumable_loop_resumes_exactly(tmp_path):
     def run(steps, ckpt):
         torch.manual_seed(0); lin = torch.nn.Linear(3, 1); opt = torch.optim.SGD(lin.parameters(), 0.1)
