@@ -8,8 +8,6 @@ import difflib, json, math, os, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
-import datasets
 import numpy as np
 from PIL import Image
 
@@ -182,6 +180,7 @@ def pair_subset(s: SubsetConfig) -> tuple:
 def kohya_dataset(subsets: list # SubsetConfig each
                  ) -> tuple:
     "The pairs of kohya subsets as (datasets.Dataset with image / conditioning_image / text, repeats, flips) per row."
+    import datasets
     cols, repeats, flips = dict(image=[], conditioning_image=[], text=[]), [], []
     for s in subsets:
         imgs, conds, caps = pair_subset(s)
@@ -195,6 +194,7 @@ def load_hf_dataset(source, # datasets.Dataset / DatasetDict, a local folder, or
                     image_column: str = 'image', conditioning_image_column: str = 'conditioning_image',
                     caption_column: str = 'text', split: str = 'train') -> datasets.Dataset:
     "A Hugging Face dataset with its three columns renamed to image, conditioning_image, text."
+    import datasets
     hf = source
     if isinstance(source, (str, os.PathLike)):
         p = Path(source)
@@ -267,6 +267,7 @@ def resize_and_crop(img: Image.Image, # picture or guide, any size
                     resized: tuple, crop_top_left: tuple, bucket: tuple # from `bucket_geometry` of the *picture*
                    ) -> Image.Image:
     "Resize `img` to `resized` (area when shrinking, Lanczos otherwise) and cut out `bucket` at `crop_top_left`."
+    import cv2
     a = np.asarray(to_rgb(img))
     if (a.shape[1], a.shape[0]) != tuple(resized):
         shrink = a.shape[1] >= resized[0] and a.shape[0] >= resized[1]
