@@ -14,7 +14,7 @@ from PIL import Image
 from .images import to_rgb
 
 try: import tomllib
-except ModuleNotFoundError: tomllib = None  # Python 3.10: `read_dataset_config` asks for `pip install tomli`
+except ModuleNotFoundError: import tomli as tomllib  # Python 3.10: tomllib's origin, a requirement there
 
 # %% auto #0
 __all__ = ['IMAGE_EXTENSIONS', 'parse_resolution', 'SubsetConfig', 'DatasetSpec', 'DatasetError', 'read_dataset_config',
@@ -103,7 +103,6 @@ def read_dataset_config(path: str | Path, # the .toml file
                         caption_extension: str = '.caption', flip_aug: bool = False) -> DatasetSpec: # subset defaults
     "Read a kohya dataset TOML: one [[datasets]] with its subsets; relative paths against the toml's folder."
     path = Path(path)
-    if tomllib is None: raise ImportError("reading TOML on Python 3.10 needs `pip install tomli`")
     try: cfg = tomllib.loads(path.read_text(encoding='utf-8'))
     except tomllib.TOMLDecodeError as e: raise DatasetError(f"{path}: not valid TOML: {e}") from None
     except UnicodeDecodeError as e: raise DatasetError(f"{path}: not UTF-8 text: {e}") from None
