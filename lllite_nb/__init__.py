@@ -25,9 +25,10 @@ _API = dict( # chapter module -> its public names; everything else is imported f
     training="LLLiteUNet training_loss draw_noise snr_weights diffusion_loss",
     trainer="TrainConfig TrainConfigError TrainingDivergedError TrainRun Callback check_config check_inputs setup_run micro_step resume_run",
     fit="train TrainResult default_callbacks",
-    inference="LLLitePipeline GenerateConfig generate",
+    inference="LLLitePipeline",
     demo="DemoConfig run_demo DEMO_LLLITE",
     probe="ModuleKey module_keys conditioning_maps module_effects set_groups generate_groups",
+    generation="GenerateConfig generate",
     widgets="EmbeddingViewer EffectsWidget InferenceWidget",
     world="WorldConfig pretrain_world quality_gate",
 )
