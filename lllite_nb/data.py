@@ -8,15 +8,13 @@ import difflib, json, math, os, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
-import datasets
 import numpy as np
 from PIL import Image
 
 from .images import to_rgb
 
 try: import tomllib
-except ModuleNotFoundError: tomllib = None  # Python 3.10: `read_dataset_config` asks for `pip install tomli`
+except ModuleNotFoundError: import tomli as tomllib  # Python 3.10: tomllib's origin, a requirement there
 
 # %% auto #0
 __all__ = ['IMAGE_EXTENSIONS', 'parse_resolution', 'SubsetConfig', 'DatasetSpec', 'DatasetError', 'read_dataset_config',
@@ -105,7 +103,6 @@ def read_dataset_config(path: str | Path, # the .toml file
                         caption_extension: str = '.caption', flip_aug: bool = False) -> DatasetSpec: # subset defaults
     "Read a kohya dataset TOML: one [[datasets]] with its subsets; relative paths against the toml's folder."
     path = Path(path)
-    if tomllib is None: raise ImportError("reading TOML on Python 3.10 needs `pip install tomli`")
     try: cfg = tomllib.loads(path.read_text(encoding='utf-8'))
     except tomllib.TOMLDecodeError as e: raise DatasetError(f"{path}: not valid TOML: {e}") from None
     except UnicodeDecodeError as e: raise DatasetError(f"{path}: not UTF-8 text: {e}") from None
@@ -182,6 +179,7 @@ def pair_subset(s: SubsetConfig) -> tuple:
 def kohya_dataset(subsets: list # SubsetConfig each
                  ) -> tuple:
     "The pairs of kohya subsets as (datasets.Dataset with image / conditioning_image / text, repeats, flips) per row."
+    import datasets
     cols, repeats, flips = dict(image=[], conditioning_image=[], text=[]), [], []
     for s in subsets:
         imgs, conds, caps = pair_subset(s)
@@ -195,6 +193,7 @@ def load_hf_dataset(source, # datasets.Dataset / DatasetDict, a local folder, or
                     image_column: str = 'image', conditioning_image_column: str = 'conditioning_image',
                     caption_column: str = 'text', split: str = 'train') -> datasets.Dataset:
     "A Hugging Face dataset with its three columns renamed to image, conditioning_image, text."
+    import datasets
     hf = source
     if isinstance(source, (str, os.PathLike)):
         p = Path(source)
@@ -267,6 +266,7 @@ def resize_and_crop(img: Image.Image, # picture or guide, any size
                     resized: tuple, crop_top_left: tuple, bucket: tuple # from `bucket_geometry` of the *picture*
                    ) -> Image.Image:
     "Resize `img` to `resized` (area when shrinking, Lanczos otherwise) and cut out `bucket` at `crop_top_left`."
+    import cv2
     a = np.asarray(to_rgb(img))
     if (a.shape[1], a.shape[0]) != tuple(resized):
         shrink = a.shape[1] >= resized[0] and a.shape[0] >= resized[1]

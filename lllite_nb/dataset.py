@@ -8,7 +8,6 @@ import math, os, warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import datasets
 import numpy as np
 import torch
 from PIL import Image
@@ -59,6 +58,7 @@ class LLLiteDataset(torch.utils.data.Dataset):
                  buckets: list, # allowed (w, h) sizes; one entry: a fixed resolution
                  repeats: list | None = None, flips: list | None = None, # per row: times per epoch, flip_aug
                  batch_size: int | None = None): # the config's batch size, if it had one
+        import datasets
         self.hf, self.batch_size, n = hf, batch_size, len(hf)
         self._raw = hf.cast_column('image', datasets.Image(decode=False)).cast_column('conditioning_image', datasets.Image(decode=False)) \
             if all(isinstance(hf.features[c], datasets.Image) for c in ('image', 'conditioning_image')) else hf

@@ -17,7 +17,6 @@ from .tools import atomic_write, check_writable, config_parser, opt, run_command
 from .shapes import evaluate_control, load_pairs, make_shapes_dataset, sample_data
 from .trainer import TrainConfig
 from .fit import TrainResult, train
-from .inference import LLLitePipeline
 
 # %% auto #0
 __all__ = ['HEADER', 'DEMO_LLLITE', 'DemoConfig', 'train_demo_network', 'difference', 'comparison_row', 'run_demo', 'main']
@@ -96,6 +95,7 @@ def run_demo(cfg: DemoConfig = DemoConfig()) -> Path:
     res = train_demo_network(cfg, base)
     seeds = tuple(range(cfg.seed, cfg.seed + cfg.n_seeds))
     _say(t0, f"network written to {res.weights_path}; drawing {len(pairs)} held-out guides x seeds {seeds}, without and with it")
+    from lllite_nb.inference import LLLitePipeline # diffusers' pipeline class: imported when the demo runs, not for --help
     pipe = LLLitePipeline.from_pipe(base); pipe.add_lllite(res.weights_path)
     ev = evaluate_control(pipe, pairs, seeds, cfg.steps, cfg.guidance_scale, cfg.resolution)
     rows = [comparison_row(g, a, b, tile=cfg.tile) for (_, g, _), a, b in zip(pairs, ev["without"]["images"], ev["with"]["images"])]

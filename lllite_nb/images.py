@@ -7,7 +7,6 @@ from __future__ import annotations
 import io, os
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -99,18 +98,22 @@ def tensor_to_image(t: torch.Tensor # (3,H,W) or (1,3,H,W), values in [-1,1]
     return Image.fromarray(np.ascontiguousarray(a.numpy()))
 
 # %% ../nbs/00b_images.ipynb #cb1012b5
-def _gray(img): return cv2.cvtColor(np.asarray(to_rgb(img)), cv2.COLOR_RGB2GRAY)
+def _gray(img):
+    import cv2
+    return cv2.cvtColor(np.asarray(to_rgb(img)), cv2.COLOR_RGB2GRAY)
 def _gray_to_rgb(a): return Image.fromarray(np.repeat(a[..., None], 3, -1))
 
 def canny(img: Image.Image, # the picture
           low: int = 100, # hysteresis thresholds of OpenCV's Canny
           high: int = 200) -> Image.Image:
     "Canny edges (OpenCV): one-pixel white edges on black."
+    import cv2
     return _gray_to_rgb(cv2.Canny(_gray(img), low, high))
 
 def softedge(img: Image.Image, # the picture
              blur: float = 1.0) -> Image.Image: # Gaussian sigma before the gradient
     "Soft edges: Sobel gradient magnitude of the blurred grey image, scaled so the strongest edge is 255."
+    import cv2
     g = cv2.GaussianBlur(_gray(img).astype(np.float32), (0, 0), blur)
     m = cv2.magnitude(cv2.Sobel(g, cv2.CV_32F, 1, 0), cv2.Sobel(g, cv2.CV_32F, 0, 1))
     return _gray_to_rgb((m * (255 / max(float(m.max()), 1e-6))).round().clip(0, 255).astype(np.uint8))
@@ -120,17 +123,20 @@ def lineart(img: Image.Image, # the picture
             block: int = 9, # odd neighbourhood size of the adaptive threshold
             c: int = 4) -> Image.Image: # how much darker than the neighbourhood mean a line pixel is
     "Line art: pixels darker than their neighbourhood (adaptive mean threshold), as thin white lines on black."
+    import cv2
     return _gray_to_rgb(cv2.adaptiveThreshold(_gray(img), 255, cv2.ADAPTIVE_THRESH_MEAN_C, cv2.THRESH_BINARY_INV, block, c))
 
 def scribble(img: Image.Image, # the picture
              width: int = 3, # line thickness in pixels
              low: int = 100, high: int = 200) -> Image.Image: # Canny thresholds
     "Scribble: Canny edges thickened to `width` pixels, like a quick hand-drawn guide."
+    import cv2
     return _gray_to_rgb(cv2.dilate(cv2.Canny(_gray(img), low, high), np.ones((width, width), np.uint8)))
 
 def tile(img: Image.Image, # the picture
          factor: int = 8) -> Image.Image: # downsampling factor
     "Blurred 'tile' guide: shrunk by `factor` (area average) and enlarged back (bicubic) to the same size."
+    import cv2
     a = np.asarray(to_rgb(img)); h, w = a.shape[:2]
     small = cv2.resize(a, (max(1, w // factor), max(1, h // factor)), interpolation=cv2.INTER_AREA)
     return Image.fromarray(cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC))

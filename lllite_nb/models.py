@@ -9,10 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from accelerate import init_empty_weights
-from diffusers import (AutoencoderKL, DDPMScheduler, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel)
 from safetensors.torch import load_file
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
 # %% auto #0
 __all__ = ['TINY_WEIGHTS_DIR', 'TINY_WEIGHT_FILES', 'TARGET_LAYERS', 'TOKENIZER_DIR', 'sdxl_unet_config', 'build_meta_unet',
@@ -37,6 +34,8 @@ def sdxl_unet_config() -> dict:
 def build_meta_unet(config: dict # a UNet2DConditionModel config, e.g. `sdxl_unet_config()`
                    ) -> UNet2DConditionModel:
     "Build a UNet whose parameters live on the meta device: shapes and names only, no memory."
+    from accelerate import init_empty_weights
+    from diffusers import UNet2DConditionModel
     with init_empty_weights(): return UNet2DConditionModel(**config)
 
 # %% ../nbs/00a_models.ipynb #e0ddb425
@@ -93,6 +92,7 @@ def tiny_unet(seed: int = 0, # seed of the random weights
               cfg: TinySDXLConfig = TinySDXLConfig(),
               pretrained: bool = True) -> UNet2DConditionModel: # load the shipped weights when they exist
     "The tiny SDXL-layout UNet on CPU in fp32: the shipped trained weights, or (pretrained=False) seeded random ones."
+    from diffusers import UNet2DConditionModel
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(**tiny_unet_config(cfg)).eval()
     if pretrained: load_tiny_weights(unet, "unet")
@@ -138,6 +138,7 @@ def make_tiny_tokenizer_files(bpe_gz: str | Path, # CLIP's `bpe_simple_vocab_16e
 def clip_tokenizer(folder: str | Path = TOKENIZER_DIR, # holds vocab.json and merges.txt
                    pad_token: str = "<|endoftext|>") -> CLIPTokenizer: # SDXL's second tokenizer pads with "!"
     "Load a CLIP tokenizer from vocab.json + merges.txt, offline."
+    from transformers import CLIPTokenizer
     folder = Path(folder)
     for f in ("vocab.json", "merges.txt"):
         if not (folder / f).exists(): raise FileNotFoundError(f"tokenizer file {folder / f} is missing; run `make tokenizer`")
@@ -147,6 +148,7 @@ def clip_tokenizer(folder: str | Path = TOKENIZER_DIR, # holds vocab.json and me
 def tiny_text_encoders(cfg: TinySDXLConfig = TinySDXLConfig(),
                        pretrained: bool = True) -> tuple: # load the shipped weights when they exist
     "SDXL's two text encoders at tiny size, seeded or shipped: (CLIPTextModel, CLIPTextModelWithProjection)."
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
     common = dict(vocab_size=1000, hidden_size=cfg.text_hidden, intermediate_size=2 * cfg.text_hidden,
                   num_hidden_layers=cfg.text_layers, num_attention_heads=4, max_position_embeddings=77,
                   bos_token_id=998, eos_token_id=999, pad_token_id=999, projection_dim=cfg.text_hidden,
@@ -161,6 +163,7 @@ def tiny_text_encoders(cfg: TinySDXLConfig = TinySDXLConfig(),
 def tiny_vae(cfg: TinySDXLConfig = TinySDXLConfig(),
              pretrained: bool = True) -> AutoencoderKL: # load the shipped weights when they exist
     "An 8x-downsampling AutoencoderKL at tiny size, seeded or shipped, with SDXL's latent scale."
+    from diffusers import AutoencoderKL
     torch.manual_seed(cfg.seed + 2)
     n = len(cfg.vae_channels)
     vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=cfg.vae_channels,
@@ -172,6 +175,7 @@ def tiny_vae(cfg: TinySDXLConfig = TinySDXLConfig(),
 
 def sdxl_scheduler() -> EulerDiscreteScheduler:
     "SDXL base's default scheduler."
+    from diffusers import EulerDiscreteScheduler
     return EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
                                   num_train_timesteps=1000, steps_offset=1, timestep_spacing="leading",
                                   prediction_type="epsilon")
@@ -181,6 +185,7 @@ def tiny_pipeline(cfg: TinySDXLConfig = TinySDXLConfig(), # sizes and seed
                   dtype: torch.dtype = torch.float32, # weights' dtype
                   pretrained: bool = True) -> StableDiffusionXLPipeline: # shipped weights (when present), else seeded random
     "A StableDiffusionXLPipeline with SDXL's layout and tiny weights (shipped trained ones, or seeded random), on CPU."
+    from diffusers import StableDiffusionXLPipeline
     te1, te2 = tiny_text_encoders(cfg, pretrained)
     pipe = StableDiffusionXLPipeline(
         vae=tiny_vae(cfg, pretrained), text_encoder=te1, text_encoder_2=te2, tokenizer=clip_tokenizer(),
@@ -220,6 +225,7 @@ def encode_latents(vae, # the pipeline's AutoencoderKL
 def noise_scheduler(v_parameterization: bool = False # target the velocity instead of the noise
                    ) -> DDPMScheduler:
     "SDXL's training noise schedule (kohya's): DDPM, scaled_linear 0.00085-0.012, 1000 steps."
+    from diffusers import DDPMScheduler
     return DDPMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000,
                          clip_sample=False, prediction_type="v_prediction" if v_parameterization else "epsilon")
 
@@ -237,6 +243,7 @@ def load_pipeline(source: str | os.PathLike = "tiny", # "tiny", a diffusers fold
                   config: str | os.PathLike | None = None, # for single files: local diffusers folder with the configs
                   ) -> StableDiffusionXLPipeline:
     "Resolve a model source to a StableDiffusionXLPipeline."
+    from diffusers import StableDiffusionXLPipeline
     src = str(source)
     if src == "tiny": pipe = tiny_pipeline(dtype=dtype)
     elif Path(src).is_dir():

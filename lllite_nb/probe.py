@@ -9,7 +9,6 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-from diffusers import StableDiffusionXLPipeline
 from PIL import Image
 
 from .module import DEPTH_STRIDES, check_cond_image, pad_to_stride
@@ -225,6 +224,7 @@ def generate_groups(pipe, # an SDXL pipeline (an LLLitePipeline's attached netwo
                     on_step=None # optional callback(done, total) for progress
                    ) -> Image.Image:
     "One image with `net` hooked in at its current per-module multipliers."
+    from diffusers import StableDiffusionXLPipeline
     net.to(device=pipe.unet.device, dtype=pipe.unet.dtype)
     with controlled(net, guide_batch(guide, size, size).to(pipe.unet.device, pipe.unet.dtype)):
         return StableDiffusionXLPipeline.__call__(pipe, prompt, height=size, width=size, num_inference_steps=steps,

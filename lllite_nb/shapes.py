@@ -7,7 +7,6 @@ from __future__ import annotations
 import importlib.resources, json, math, os, shutil
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
@@ -192,7 +191,9 @@ def make_synthetic_dataset(pipe, # a diffusers SDXL pipeline, or any callable(pr
     return out
 
 # %% ../nbs/02a_shapes.ipynb #b77b3fd7
-def _lab(rgb) -> np.ndarray: return cv2.cvtColor(np.asarray(rgb, np.uint8).reshape(-1, 1, 3), cv2.COLOR_RGB2LAB).reshape(-1, 3).astype(np.float32)
+def _lab(rgb) -> np.ndarray:
+    import cv2
+    return cv2.cvtColor(np.asarray(rgb, np.uint8).reshape(-1, 1, 3), cv2.COLOR_RGB2LAB).reshape(-1, 3).astype(np.float32)
 
 def colour_labels(img, # PIL image or HWC uint8 array
                   colours: dict = COLOURS) -> np.ndarray: # name -> RGB
@@ -212,6 +213,7 @@ def background_colours(labels: np.ndarray, # from `colour_labels`
 def shape_kind(mask: np.ndarray # (H, W) bool mask of one shape
               ) -> str:
     "'circle', 'square', 'triangle' or 'star' from the mask's solidity and enclosing-circle fill."
+    import cv2
     cs, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
     c = max(cs, key=cv2.contourArea); area = cv2.contourArea(c)
     of = lambda a: area / max(a, 1e-6)
@@ -226,6 +228,7 @@ def analyse_shapes(img, # PIL image or HWC uint8 array
                    min_area: float = 0.005, max_area: float = 0.3, # component area bounds, as shares of the picture
                    max_border: int = 12) -> dict: # components with more pixels on the picture's edge are background
     "The picture's background colours, its shapes (colour, kind, area, mask; largest first) and their union mask."
+    import cv2
     lab = colour_labels(img, colours); names, bg = list(colours), background_colours(lab)
     found, k = [], np.ones((3, 3), np.uint8)
     for ci in sorted(set(np.unique(lab).tolist()) - set(bg)):
@@ -253,6 +256,7 @@ def edge_f1(guide, # the guide: white edges on black (e.g. `canny(picture)`)
             img, # the picture whose Canny edges are compared
             tol: int = 2) -> float: # matching distance in pixels
     "F1 of `img`'s Canny edges against `guide`'s edges (resized to `img`'s size), with a tolerance of `tol` pixels."
+    import cv2
     e = np.asarray(canny(img))[..., 0] > 127
     g = np.asarray(to_rgb(guide))[..., 0].astype(np.uint8)
     if g.shape != e.shape: # a cell of the smaller map holds an edge when any guide pixel in it does

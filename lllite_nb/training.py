@@ -11,8 +11,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from diffusers import DDPMScheduler
-from diffusers.optimization import get_scheduler
 from safetensors import safe_open
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
@@ -179,4 +177,5 @@ def make_lr_scheduler(optimizer: torch.optim.Optimizer, # the optimizer whose le
                       total_steps: int = 1600, # optimizer steps of the whole run
                       last_epoch: int = -1): # start after this step (a resumed run); -1: at the start
     "diffusers' learning-rate schedule `name` over `total_steps` optimizer steps."
+    from diffusers.optimization import get_scheduler
     return get_scheduler(name, optimizer, num_warmup_steps=warmup_steps, num_training_steps=total_steps, last_epoch=last_epoch)

@@ -506,7 +506,7 @@ CASES = [
          ("the decoded picture holds NaN or infinite values", "not writing it"), model=True),
     Case("demo-no-data", "lllite-demo's --data_dir does not exist", demo_cli(lambda c: ["--data_dir", str(c.tmp / "nowhere"), "--outdir", str(c.tmp / "demo")]), 1,
          ("metadata.jsonl is missing",)),
-    Case("debug", "--debug is given", api(lambda c: __import__("lllite_nb.inference", fromlist=["main"]).main(G(c, "--steps", "0", "--debug"))), ValueError,
+    Case("debug", "--debug is given", api(lambda c: __import__("lllite_nb.generation", fromlist=["main"]).main(G(c, "--steps", "0", "--debug"))), ValueError,
          ("--steps must be >= 1, got 0",)),
     # -- the pipeline and the files, from Python
     Case("pipe-path", "the pipeline gets a guide as a file path", api(path_equals_image), None, (), model=True),
@@ -533,7 +533,7 @@ CASES = [
 
 # ---------------------------------------------------------------- running a row
 
-MODEL_LOADERS = ("lllite_nb.trainer", "lllite_nb.inference", "lllite_nb.demo")
+MODEL_LOADERS = ("lllite_nb.trainer", "lllite_nb.generation", "lllite_nb.demo")
 
 
 OUTPUTS = ("out", "gen") # the folders the rows' commands write into (their inputs live elsewhere in the row's folder)
@@ -570,8 +570,8 @@ def _loaders(case: Case, c: Ctx):
 
 
 def _run_command(prog: str, argv: list, capsys) -> tuple:
-    from lllite_nb import demo, fit, inference
-    main = dict(zip(("lllite-train", "lllite-generate", "lllite-demo"), (fit.main, inference.main, demo.main)))[prog]
+    from lllite_nb import demo, fit, generation
+    main = dict(zip(("lllite-train", "lllite-generate", "lllite-demo"), (fit.main, generation.main, demo.main)))[prog]
     capsys.readouterr()
     try: main(argv); code = 0
     except SystemExit as e: code = e.code

@@ -11,8 +11,8 @@ from torch import nn
 from lllite_nb.inject import ControlNetLLLite
 from lllite_nb.models import load_pipeline
 from lllite_nb.images import prepare_guide
-from lllite_nb.inference import (GenerateConfig, LLLitePipeline, control_schedule, generate, kohya_ratio_to_end, main,
-                                 read_png_parameters, visible_network)
+from lllite_nb.inference import LLLitePipeline, control_schedule, kohya_ratio_to_end, visible_network
+from lllite_nb.generation import GenerateConfig, generate, main, read_png_parameters
 
 S = 64  # image side for most tests: 8x8 latents
 
