@@ -217,11 +217,11 @@ def config_parser(cls, # a config dataclass whose fields were made with `opt`
     p = argparse.ArgumentParser(prog=prog, description=description, allow_abbrev=False)
     for f in fields(cls):
         (typ, many), default = _arg_type(f.type), f.default_factory() if f.default is MISSING else f.default
-        help, names = f.metadata.get("help", ""), (f"--{f.name}", *f.metadata.get("aliases", ()))
+        help, names = f.metadata.get("help", "").replace("%", "%%"), (f"--{f.name}", *f.metadata.get("aliases", ()))
         if typ is bool and default: p.add_argument(f"--no_{f.name}", dest=f.name, action="store_false", help="no " + help)
         elif typ is bool: p.add_argument(*names, dest=f.name, action="store_true", help=help)
         else: p.add_argument(*names, dest=f.name, type=typ, nargs="+" if many else None, default=default,
-                             choices=f.metadata.get("choices"), help=f"{help} (default: {default})")
+                             choices=f.metadata.get("choices"), help=f"{help} (default: {str(default).replace('%', '%%')})")
     for k in ignored: p.add_argument(f"--{k}", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--debug", action="store_true", help="on an error, show the whole Python traceback")
     p.config_class, p.ignored = cls, tuple(ignored)
