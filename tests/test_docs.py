@@ -1,7 +1,7 @@
 """The documentation tooling in .ci/docs/ (the site itself is built by `make docs` and checked by `make docs-check`,
 about 4 minutes here, outside `make test`): chapter order and page names, nbdev processing with every cell run,
 Quarto options -> MyST-NB tags, settled progress bars, widget snapshots, and a check that finds what is wrong."""
-import json, sys
+import json, re, sys
 from pathlib import Path
 
 import pytest
@@ -173,3 +173,20 @@ def test_check_passes_a_good_site_and_names_each_problem(tmp_path):
     (proc / f"{pages[2]}.ipynb").write_text(json.dumps(dict(cells=[dict(cell_type="code", metadata={}, outputs=[
         dict(output_type="display_data", data={"image/png": "x"}, metadata={})] * 2)])))
     assert any(f"{pages[2]}.html: 2 figures in the notebook, 1 images on the page" in p for p in check.check(site, proc))
+
+
+HTML_TAGS = ("a", "br", "img", "div", "span", "sub", "sup", "details", "summary", "b", "i", "em", "strong", "code", "p")
+
+def bare_tags(md: str) -> list:
+    "Words in angle brackets outside code in markdown: a renderer takes them for HTML tags and drops them."
+    prose = re.sub(r"`[^`\n]*`", "", re.sub(r"```.*?```", "", md, flags=re.S))
+    return [m.group() for m in re.finditer(r"</?([A-Za-z][\w-]*)[^<>\n]*>", prose) if m.group(1).lower() not in HTML_TAGS]
+
+
+def test_prose_has_no_bare_angle_brackets():
+    assert bare_tags('says "no space left on <folder>"; `x <y>` and <br> stay') == ["<folder>"]
+    assert bare_tags("```\n<kept>\n```\na <b>bold</b> <name>-state") == ["<name>"]
+    found = {(p.name, t) for p in [*sorted((ROOT / "nbs").glob("*.ipynb"))] for c in json.loads(p.read_text())["cells"]
+             if c["cell_type"] == "markdown" for t in bare_tags("".join(c["source"]))}
+    found |= {("README.md", t) for t in bare_tags((ROOT / "README.md").read_text())}
+    assert not found, f"write these in backticks, or the page drops them: {sorted(found)}"
