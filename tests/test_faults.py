@@ -675,7 +675,7 @@ def test_two_cpu_processes_train_one_network(tmp_path):
 
 # ---------------------------------------------------------------- the chapter's table
 
-def _cell(s: str) -> str: return s.replace("|", "\\|")
+def _cell(s: str) -> str: return s.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;") # a bare <name> would be an HTML tag
 
 
 def catalogue_table() -> str:
