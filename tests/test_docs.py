@@ -155,7 +155,7 @@ def test_check_passes_a_good_site_and_names_each_problem(tmp_path):
     html = (site / f"{last}.html").read_text()
     html = html.replace("https://colab.research.google.com/", "https://example.org/")
     html = html.replace("</article>", '<div class="output traceback">Traceback (most recent call last)</div>'
-                                      f'<a href="#no-such-anchor">x</a><a href="{pages[2]}.html#nope">y</a></article>')
+                                      f'<a href="#no-such-anchor">x</a><a href="{pages[2]}.html#nope">y</a><p>(\u2013debug: the traceback)</p></article>')
     (site / f"{last}.html").write_text(html)
     idx = (site / "index.html").read_text()
     a, b = f'href="{pages[2]}.html">{pages[2]}</a>', f'href="{pages[3]}.html">{pages[3]}</a>'
@@ -168,6 +168,7 @@ def test_check_passes_a_good_site_and_names_each_problem(tmp_path):
             f"{last}.html: the page shows a traceback",
             f"{last}.html: link #no-such-anchor: no anchor #no-such-anchor on {last}.html",
             f"{last}.html: link {pages[2]}.html#nope: no anchor #nope on {pages[2]}.html",
+            f"{last}.html: flags typeset as dashes: \u2013debug",
             "index.html: navigation order"]
     for w in want: assert any(w in p for p in probs), (w, probs)
     (proc / f"{pages[2]}.ipynb").write_text(json.dumps(dict(cells=[dict(cell_type="code", metadata={}, outputs=[

@@ -4,7 +4,7 @@ or traceback on any page; every exported name documented (show_doc) on its chapt
 landing on a page and an anchor that exist. Prints one line per problem and exits 1 if there is any."""
 from __future__ import annotations
 
-import ast, json, sys
+import ast, json, re, sys
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -102,6 +102,7 @@ def check(site: Path = SITE, proc: Path = PROC) -> list[str]:
         text = "".join(p.text)
         for bad in ("Traceback (most recent call last)", "---------------------------------------------------------------------------"):
             if bad in text: problems.append(f"{page}.html: the page shows a traceback ({bad[:40]!r})")
+        if flags := re.findall(r"[\u2013\u2014][a-z]\w*", text): problems.append(f"{page}.html: flags typeset as dashes: {', '.join(sorted(set(flags))[:5])}")
         missing = sorted(a for a in documented(page) if a not in p.ids)
         if missing: problems.append(f"{page}.html: exported names without their show_doc entry: {', '.join(missing[:8])}")
         if empty_api_entries(page, proc): problems.append(f"{page}.html: {empty_api_entries(page, proc)} show_doc entries came out empty")

@@ -28,6 +28,8 @@ nb_render_markdown_format = "myst" # show_doc's output: headings, signatures, pa
 nb_mime_priority_overrides = [("html", "application/vnd.jupyter.widget-view+json", None)]
 myst_enable_extensions = ["attrs_inline", "attrs_block", "colon_fence", "dollarmath"]
 myst_heading_anchors = 3
+# Quotes and ellipses typeset, dashes not: "--debug" in prose is a flag, and "--" would become an en dash.
+smartquotes_action = "qe"
 # nbdev's doc links (`name` -> page.html#name) are plain URLs of the built site, not Sphinx cross-references
 myst_all_links_external = True
 # show_doc puts an H3 per name inside cell outputs; a page's own H2s come from its markdown: both are wanted.
