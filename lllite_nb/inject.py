@@ -5,6 +5,7 @@
 # %% ../nbs/01_inject.ipynb #2801fe00
 from __future__ import annotations
 import math, re, warnings
+from contextlib import contextmanager
 from typing import NamedTuple
 
 import torch
@@ -157,6 +158,21 @@ def set_multiplier(self: ControlNetLLLite, s: float): # residual scale for every
     s = check_strength(s, warn=False)
     self._multiplier = s
     for m in self.lllite_modules.values(): m.multiplier = s
+
+# %% ../nbs/01_inject.ipynb #h00ked02
+@patch
+@contextmanager
+def hooked(self: ControlNetLLLite, guide: torch.Tensor | None = None): # (B,3,H,W) in [-1,1], embedded without autograd; None: set it inside
+    "Inside: the network hooked into its UNet, with `guide` embedded; after: the hooks it added removed, and the guide cleared if it set one or hooked in."
+    added = not self.applied
+    if added: self.apply_to()
+    try:
+        if guide is not None:
+            with torch.no_grad(): self.set_cond_image(guide)
+        yield self
+    finally:
+        if added or guide is not None: self.set_cond_image(None)
+        if added: self.restore()
 
 # %% ../nbs/01_inject.ipynb #3bf341cb
 class LLLiteStateDictError(ValueError):
