@@ -5,7 +5,7 @@
 # %% ../nbs/08_compare.ipynb #f1fdae15
 from __future__ import annotations
 import copy, json, time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
@@ -77,11 +77,7 @@ def n_params(m: nn.Module) -> int: return sum(p.numel() for p in m.parameters())
 def active(model: nn.Module): # a contender
     "Inside: `model`'s network steers the shared UNet (an LLLite's hooks are in); after: the UNet is the base model again."
     net = model.network
-    hook = isinstance(net, ControlNetLLLite) and not net.applied
-    if hook: net.apply_to()
-    try: yield model
-    finally:
-        if hook: net.set_cond_image(None); net.restore()
+    with net.hooked() if isinstance(net, ControlNetLLLite) else nullcontext(): yield model
 
 # %% ../nbs/08_compare.ipynb #a6bc7b49
 def train_step(model: nn.Module, optimizer, noise_sched, # a contender, its AdamW, `noise_scheduler()`

@@ -120,7 +120,7 @@ def generate(cfg: GenerateConfig) -> list[Path]:
     sets, n = _guide_sets(cfg), len(cfg.control_net_lllite_models)
     from lllite_nb.inference import LLLitePipeline, kohya_ratio_to_end # diffusers is imported here, after the checks
     mults, ratios = cfg.control_net_multipliers or [1.0] * n, cfg.control_net_ratios or [1.0] * n
-    ends = [min(1.0, kohya_ratio_to_end(r, cfg.steps)) for r in ratios]
+    ends = [kohya_ratio_to_end(r, cfg.steps) for r in ratios] # at most 1: it counts controlled steps out of cfg.steps
     pipe = LLLitePipeline.from_pipe(load_pipeline(cfg.ckpt, getattr(torch, cfg.dtype), cfg.device))
     pipe.set_progress_bar_config(disable=False, desc="denoising")
     for f in cfg.control_net_lllite_models: pipe.add_lllite(f)

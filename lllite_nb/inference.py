@@ -5,6 +5,7 @@
 # %% ../nbs/05_inference.ipynb #87b54a4a
 from __future__ import annotations
 import copy
+from contextlib import ExitStack, contextmanager
 
 import torch
 from torch import nn
@@ -102,6 +103,16 @@ def pipeline_guides(pipe, # an LLLitePipeline with its networks attached
     return [match_guide_batch(prepare_guide(im, w, h), n_prompts, per, f"image[{j}]")
             for j, im in enumerate(image if n > 1 else [image])]
 
+# %% ../nbs/05_inference.ipynb #k3ptm01t
+@contextmanager
+def _kept_multipliers(net: ControlNetLLLite):
+    "Inside: `net`'s multipliers may change; after: the network's and each module's own multiplier as before."
+    whole, each = net.multiplier, {name: m.multiplier for name, m in net.lllite_modules.items()}
+    try: yield net
+    finally:
+        net.set_multiplier(whole)
+        for name, m in net.lllite_modules.items(): m.multiplier = each[name]
+
 # %% ../nbs/05_inference.ipynb #8360ea91
 class LLLitePipeline(StableDiffusionXLPipeline):
     "StableDiffusionXLPipeline steered by ControlNet-LLLite networks, with diffusers' ControlNet argument names."
@@ -150,17 +161,12 @@ class LLLitePipeline(StableDiffusionXLPipeline):
         starts, ends = (_per_net(v, k, name) for v, name in ((control_guidance_start, "control_guidance_start"),
                                                             (control_guidance_end, "control_guidance_end")))
         switch = _switcher(nets, scales, [control_schedule(n, s, e) for s, e in zip(starts, ends)])
-        mults, hooked = [net.multiplier for net in nets], []
-        try:
+        with ExitStack() as undo: # on the way out: embeddings cleared, hooks we added removed, multipliers as they were
             for net, g in zip(nets, guides):
                 net.to(device=self.unet.device, dtype=self.unet.dtype)
-                if not net.applied: net.apply_to(); hooked.append(net)
-                with torch.no_grad(): net.set_cond_image(g)
+                undo.enter_context(_kept_multipliers(net)); undo.enter_context(net.hooked(g))
             switch(0)
             return call(_step_callback(switch, cb))
-        finally:
-            for net, m in zip(nets, mults): net.set_cond_image(None); net.set_multiplier(m)
-            for net in hooked: net.restore()
 
 # %% ../nbs/05_inference.ipynb #9738ec06
 def visible_network(unet: nn.Module, # the UNet to build it on

@@ -18,7 +18,7 @@ from .inject import ControlNetLLLite, diffusers_to_ldm
 
 # %% auto #0
 __all__ = ['PROJ_NAMES', 'DEPTH_GRID', 'GROUPS', 'ModuleKey', 'module_keys', 'guide_batch', 'conditioning_maps', 'channel_grid',
-           'pca_rgb', 'controlled', 'record_residuals', 'unet_inputs', 'module_effects', 'set_groups', 'effects_grid',
+           'pca_rgb', 'record_residuals', 'unet_inputs', 'module_effects', 'set_groups', 'effects_grid',
            'step_progress', 'generate_groups', 'diff_map']
 
 # %% ../nbs/05b_probe.ipynb #4e8991ca
@@ -109,20 +109,6 @@ def pca_rgb(emb: torch.Tensor # (c, h, w) embedding
     out[:, :k] = (p / p.abs().max(0).values + 1) / 2
     return out.reshape(h, w, 3).numpy()
 
-# %% ../nbs/05b_probe.ipynb #51e8f6c7
-@contextmanager
-def controlled(net: ControlNetLLLite, # the network
-               guide: torch.Tensor): # (B,3,H,W) in [-1, 1] at the size the UNet will see
-    "`net` hooked into its UNet with `guide` embedded inside the block; per-module multipliers are left as they are."
-    hooked = not net.applied
-    if hooked: net.apply_to()
-    try:
-        with torch.no_grad(): net.set_cond_image(guide)
-        yield net
-    finally:
-        net.set_cond_image(None)
-        if hooked: net.restore()
-
 # %% ../nbs/05b_probe.ipynb #acda42b2
 @contextmanager
 def record_residuals(net: ControlNetLLLite):
@@ -174,7 +160,7 @@ def module_effects(pipe_or_unet, # an SDXL pipeline, or its UNet together with `
         inputs = unet_inputs(pipe_or_unet, prompt, size, seed)
     h, w = (8 * s for s in inputs["sample"].shape[-2:])
     g = guide_batch(guide, w, h)
-    with controlled(net, g.to(unet.device, unet.dtype)), record_residuals(net) as log:
+    with net.hooked(g.to(unet.device, unet.dtype)), record_residuals(net) as log:
         unet(timestep=torch.tensor(timestep, device=unet.device), **inputs)
     return {name: sum(v) / len(v) if v else float("nan") for name, v in log.items()}
 
@@ -223,10 +209,10 @@ def generate_groups(pipe, # an SDXL pipeline (an LLLitePipeline's attached netwo
                     guidance_scale: float = 5.0, # classifier-free guidance
                     on_step=None # optional callback(done, total) for progress
                    ) -> Image.Image:
-    "One image with `net` hooked in at its current per-module multipliers."
+    "One image with `net` hooked in at its current per-module multipliers (the stock SDXL call: LLLitePipeline's switch sets them all alike)."
     from diffusers import StableDiffusionXLPipeline
     net.to(device=pipe.unet.device, dtype=pipe.unet.dtype)
-    with controlled(net, guide_batch(guide, size, size).to(pipe.unet.device, pipe.unet.dtype)):
+    with net.hooked(guide_batch(guide, size, size).to(pipe.unet.device, pipe.unet.dtype)):
         return StableDiffusionXLPipeline.__call__(pipe, prompt, height=size, width=size, num_inference_steps=steps,
             guidance_scale=guidance_scale, generator=torch.Generator().manual_seed(seed),
             callback_on_step_end=step_progress(on_step, steps)).images[0]

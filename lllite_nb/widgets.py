@@ -13,7 +13,7 @@ import torch
 from matplotlib.figure import Figure
 from PIL import Image
 
-from .images import canny, tensor_to_image, to_rgb
+from .images import canny, load_image, tensor_to_image, to_rgb
 from .inject import ControlNetLLLite
 from .shapes import sample_data
 from .probe import (DEPTH_GRID, GROUPS, conditioning_maps, channel_grid, diff_map, effects_grid,
@@ -79,7 +79,7 @@ def sample_guides(root: str | Path | None = None # a folder with <split>/conditi
     root = sample_data() if root is None else root
     files = sorted(Path(root).glob("*/conditioning/*.png"))
     if not files: raise FileNotFoundError(f"no conditioning images under {root} (expected {root}/<split>/conditioning/*.png)")
-    return {f"{f.parent.parent.name}/{f.stem}": to_rgb(Image.open(f)) for f in files}
+    return {f"{f.parent.parent.name}/{f.stem}": load_image(f, "guide image") for f in files}
 
 # %% ../nbs/06_widgets.ipynb #c1a0c1d8
 class EmbeddingViewer(W.VBox):
@@ -196,8 +196,8 @@ def image_from_upload(value) -> tuple[str, Image.Image]: # a FileUpload widget's
     "(file name, RGB image) of the first uploaded file."
     if not value: raise ValueError("no file uploaded")
     f = value[0] if isinstance(value, (tuple, list)) else dict(name=next(iter(value)), **next(iter(value.values()))) # 8: tuple, 7: dict
-    try: return f["name"], to_rgb(Image.open(io.BytesIO(bytes(f["content"]))))
-    except OSError as e: raise ValueError(f"{f['name']} is not a readable image ({e})") from e
+    try: return f["name"], load_image(bytes(f["content"]), "the upload")
+    except ValueError as e: raise ValueError(f"{f['name']} is not a readable image ({e})") from None
 
 def image_png(img: Image.Image) -> bytes:
     "PNG bytes of an image."
