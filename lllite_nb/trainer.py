@@ -5,7 +5,7 @@
 # %% ../nbs/04a_trainer.ipynb #be25dc19
 from __future__ import annotations
 import contextlib, json, math, os, random
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -39,15 +39,16 @@ class TrainConfig(DatasetConfig):
     max_train_epochs: int | None = opt(None, "sets max_train_steps = epochs x steps per epoch")
     train_batch_size: int | None = opt(None, "None: the TOML's batch_size, else 1")
     gradient_accumulation_steps: int = opt(1, "batches per optimizer step")
-    mixed_precision: str = opt("no", "'no', 'fp16' or 'bf16'; LLLite weights stay fp32 either way")
+    mixed_precision: str = opt("no", "LLLite weights stay fp32 either way", choices=("no", "fp16", "bf16"))
     gradient_checkpointing: bool = opt(False, "recompute UNet activations in the backward pass: less memory")
     cache_latents: bool = opt(False, "run the VAE once per picture, in memory")
     cache_latents_to_disk: bool = opt(False, "...and keep them in cache_dir for later runs (implies cache_latents)")
     cache_text_encoder_outputs: bool = opt(False, "run the text encoders once per caption, in memory")
     cache_text_encoder_outputs_to_disk: bool = opt(False, "...and keep them in cache_dir (implies the above)")
     cache_dir: str | None = opt(None, "where the disk caches go; None: <output_dir>/cache")
-    optimizer_type: str = opt("AdamW", "'AdamW' or 'AdamW8bit' (needs bitsandbytes)")
-    lr_scheduler: str = opt("constant", "a diffusers schedule: constant, constant_with_warmup, linear, cosine, ...")
+    optimizer_type: str = opt("AdamW", "AdamW8bit needs bitsandbytes", choices=OPTIMIZERS)
+    lr_scheduler: str = opt("constant", "a diffusers learning-rate schedule",
+                            choices=("constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial"))
     lr_warmup_steps: int = opt(0, "steps of linear warm-up (not with 'constant')")
     max_grad_norm: float = opt(1.0, "gradient clipping; 0 switches it off")
     noise_offset: float | None = opt(None, "adds offset * randn(B, C, 1, 1) to the noise")
@@ -59,7 +60,8 @@ class TrainConfig(DatasetConfig):
     save_every_n_epochs: int | None = opt(None, "checkpoint <name>-{E:06d}.safetensors every N epochs (not the last)")
     output_dir: str = opt("output", "checkpoints, states, samples/, the loss curve, cache/")
     output_name: str | None = opt(None, "file stem; None: kohya's 'last', 'at-step...', 'epoch-...'")
-    save_precision: str = opt("fp16", "dtype of the checkpoint files: 'fp16' (kohya's), 'bf16' or 'float' (fp32); states stay fp32")
+    save_precision: str = opt("fp16", "dtype of the checkpoint files: fp16 (kohya's), bf16 or float (fp32); states stay fp32",
+                              choices=("float", "fp16", "bf16"))
     save_model_as: str = opt("safetensors", "file format of the checkpoints: only safetensors", choices=("safetensors",))
     save_state: bool = opt(False, "also write the full training state next to each checkpoint")
     resume: str | None = opt(None, "a state folder written with --save_state")
@@ -73,16 +75,15 @@ class TrainConfig(DatasetConfig):
 class TrainConfigError(ValueError):
     "Options that cannot be used together, or an invalid value."
 
-_CHOICES = dict(mixed_precision=("no", "fp16", "bf16"), save_precision=("float", "fp16", "bf16"), optimizer_type=OPTIMIZERS,
-                lr_scheduler=("constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial"))
 _POSITIVE = ("cond_emb_dim", "network_dim", "gradient_accumulation_steps", "max_train_steps", "max_train_epochs",
              "train_batch_size", "save_every_n_steps", "save_every_n_epochs", "sample_every_n_steps", "learning_rate")
 
 def _config_problems(cfg: TrainConfig) -> list:
     p = source_problems(cfg) # the data source: the data chapter's one check
     if cfg.max_train_steps and cfg.max_train_epochs: p.append("give --max_train_steps or --max_train_epochs, not both")
-    for k, allowed in _CHOICES.items():
-        if getattr(cfg, k) not in allowed: p.append(f"--{k} {getattr(cfg, k)!r} is not one of {', '.join(allowed)}")
+    for f in fields(cfg): # every field with `choices` (argparse checks them too; a config built in Python only here)
+        if (allowed := f.metadata.get("choices")) and getattr(cfg, f.name) not in allowed:
+            p.append(f"--{f.name} {getattr(cfg, f.name)!r} is not one of {', '.join(allowed)}")
     p += [f"--{k} must be > 0, got {getattr(cfg, k)}" for k in _POSITIVE if getattr(cfg, k) is not None and getattr(cfg, k) <= 0]
     if not 0 <= cfg.network_dropout < 1: p.append(f"--network_dropout must be in [0, 1), got {cfg.network_dropout}")
     if cfg.lr_warmup_steps < 0 or cfg.max_grad_norm < 0: p.append("--lr_warmup_steps and --max_grad_norm must be >= 0")
