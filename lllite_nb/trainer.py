@@ -4,7 +4,7 @@
 
 # %% ../nbs/04a_trainer.ipynb #be25dc19
 from __future__ import annotations
-import contextlib, json, math, os, random
+import contextlib, json, math, os, random, warnings
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -39,7 +39,7 @@ class TrainConfig(DatasetConfig):
     max_train_epochs: int | None = opt(None, "sets max_train_steps = epochs x steps per epoch")
     train_batch_size: int | None = opt(None, "None: the TOML's batch_size, else 1")
     gradient_accumulation_steps: int = opt(1, "batches per optimizer step")
-    mixed_precision: str = opt("no", "LLLite weights stay fp32 either way", choices=("no", "fp16", "bf16"))
+    mixed_precision: str = opt("no", "LLLite weights stay fp32 either way; on a CPU fp16 trains in fp32", choices=("no", "fp16", "bf16"))
     gradient_checkpointing: bool = opt(False, "recompute UNet activations in the backward pass: less memory")
     cache_latents: bool = opt(False, "run the VAE once per picture, in memory")
     cache_latents_to_disk: bool = opt(False, "...and keep them in cache_dir for later runs (implies cache_latents)")
@@ -221,17 +221,19 @@ class TrainRun:
 
 # %% ../nbs/04a_trainer.ipynb #2e5412c7
 def _amp(mixed_precision: str, device: torch.device) -> tuple:
-    "(autocast dtype or None, fp16 GradScaler or None), as accelerate sets them up (no fp16 autocast on the CPU)."
+    "(autocast dtype or None, fp16 GradScaler or None), as accelerate sets them up: fp16 on the CPU is neither, an fp32 run."
     if mixed_precision == "bf16": return torch.bfloat16, None
-    if mixed_precision == "fp16" and device.type != "cpu": return torch.float16, torch.amp.GradScaler(device.type)
+    if mixed_precision != "fp16": return None, None
+    if device.type != "cpu": return torch.float16, torch.amp.GradScaler(device.type)
+    warnings.warn("--mixed_precision fp16 has no autocast on the CPU (as in accelerate): this run trains in fp32; bf16 works on a CPU")
     return None, None
 
-def _load_models(cfg: TrainConfig, pipe, acc: Accelerator):
-    "The frozen pipeline on the device (UNet and text encoders in the training dtype, VAE in fp32) and the fp32 network."
+def _load_models(cfg: TrainConfig, pipe, acc: Accelerator,
+                 dtype: torch.dtype): # the frozen UNet's and text encoders': `_amp`'s autocast dtype, else float32
+    "The frozen pipeline on the device (UNet and text encoders in `dtype`, VAE in fp32) and the fp32 network."
     pipe = pipe if pipe is not None else load_pipeline(cfg.pretrained_model_name_or_path)
-    wdtype = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[cfg.mixed_precision]
     for m in (pipe.unet, pipe.vae, pipe.text_encoder, pipe.text_encoder_2): m.requires_grad_(False).eval()
-    for m, dt in ((pipe.unet, wdtype), (pipe.text_encoder, wdtype), (pipe.text_encoder_2, wdtype), (pipe.vae, torch.float32)):
+    for m, dt in ((pipe.unet, dtype), (pipe.text_encoder, dtype), (pipe.text_encoder_2, dtype), (pipe.vae, torch.float32)):
         m.to(acc.device)
         if m.dtype != dt: m.to(dt) # (only when needed: diffusers warns about any dtype cast)
     pipe.set_progress_bar_config(disable=True)
@@ -291,7 +293,8 @@ def setup_run(cfg: TrainConfig, # the options (checked with `check_config` first
     st = check_inputs(cfg) # the files first, then the data: their errors come before a long model load
     ds, base_loader = _load_data(cfg, _native_size(cfg, pipe))
     if st: _check_position(st["info"], _position(cfg, base_loader, acc.num_processes), cfg.resume)
-    pipe, network = _load_models(cfg, pipe, acc)
+    amp = _amp(cfg.mixed_precision, acc.device) # one decision: the autocast dtype (and scaler), and so the frozen models' dtype
+    pipe, network = _load_models(cfg, pipe, acc, amp[0] or torch.float32)
     cache = _prepare_cache(cfg, ds, pipe, acc)
     if "latents" in cache and "embeds" in cache and not cfg.sample_prompts: pipe.vae.to("cpu"); pipe.text_encoder.to("cpu"); pipe.text_encoder_2.to("cpu")
     network.apply_to()
@@ -302,7 +305,7 @@ def setup_run(cfg: TrainConfig, # the options (checked with `check_config` first
     max_steps = cfg.max_train_epochs * per_epoch if cfg.max_train_epochs else cfg.max_train_steps or 1600
     run = TrainRun(cfg, acc, pipe, network, model, optimizer, make_lr_scheduler(optimizer, cfg.lr_scheduler, cfg.lr_warmup_steps, max_steps),
                    base_loader, loader, cache, noise_scheduler(cfg.v_parameterization), tuple(ds[0]["target_size"][::-1]),
-                   max_steps, per_epoch, Path(cfg.output_dir), *_amp(cfg.mixed_precision, acc.device), callbacks=list(callbacks or []))
+                   max_steps, per_epoch, Path(cfg.output_dir), *amp, callbacks=list(callbacks or []))
     if st: resume_run(run, st)
     return run
 
