@@ -251,8 +251,7 @@ def _load_data(cfg: TrainConfig, size: tuple):
         raise TrainConfigError(f"{cfg.dataset_config} sets batch_size = {ds.batch_size} but --train_batch_size is {cfg.train_batch_size}; give one")
     if (cfg.cache_latents or cfg.cache_latents_to_disk) and np.any(getattr(ds, "flips", False)):
         raise TrainConfigError(f"{cfg.dataset_config}: flip_aug is on in a subset, which --cache_latents cannot cache")
-    bs = cfg.train_batch_size or ds.batch_size or 1
-    return ds, make_dataloader(ds, bs, shuffle=True, seed=cfg.seed, num_workers=cfg.max_data_loader_n_workers)
+    return ds, make_dataloader(ds, cfg.train_batch_size, shuffle=True, seed=cfg.seed, num_workers=cfg.max_data_loader_n_workers)
 
 def _native_size(cfg: TrainConfig, pipe) -> tuple:
     "The model's native (w, h), without loading it: SDXL's 1024, the tiny model's 128."
@@ -275,7 +274,7 @@ def _prepare_cache(cfg: TrainConfig, ds, pipe, acc: Accelerator) -> dict:
         if got is None: todo.append(kind)
         else: cache.update(got)
     if todo:
-        loader = make_dataloader(ds, cfg.train_batch_size or ds.batch_size or 1, shuffle=False, num_workers=cfg.max_data_loader_n_workers)
+        loader = make_dataloader(ds, cfg.train_batch_size, shuffle=False, num_workers=cfg.max_data_loader_n_workers)
         new = build_cache(loader, pipe, "latents" in todo, "text" in todo, acc.device, show=cfg.progress and acc.is_main_process)
         cache.update(new)
         for kind in (k for k in todo if disk[k] and acc.is_main_process):
@@ -304,20 +303,20 @@ def setup_run(cfg: TrainConfig, # the options (checked with `check_config` first
     per_epoch = math.ceil(len(loader) / cfg.gradient_accumulation_steps)
     max_steps = cfg.max_train_epochs * per_epoch if cfg.max_train_epochs else cfg.max_train_steps or 1600
     run = TrainRun(cfg, acc, pipe, network, model, optimizer, make_lr_scheduler(optimizer, cfg.lr_scheduler, cfg.lr_warmup_steps, max_steps),
-                   base_loader, loader, cache, noise_scheduler(cfg.v_parameterization), tuple(ds[0]["target_size"][::-1]),
+                   base_loader, loader, cache, noise_scheduler(cfg.v_parameterization), tuple(ds.row_bucket[ds.rows[0]]),
                    max_steps, per_epoch, Path(cfg.output_dir), *amp, callbacks=list(callbacks or []))
     if st: resume_run(run, st)
     return run
 
 # %% ../nbs/04a_trainer.ipynb #b1ad1cff
 def _backward_and_step(run: TrainRun, loss: torch.Tensor):
-    "Backward; at the end of an accumulation group unscale (fp16), clip and step. The optimizer skips the other calls."
+    "Backward; at the end of an accumulation group unscale (fp16), clip, step and zero the gradients."
     acc, scaler = run.accelerator, run.scaler
     acc.backward(scaler.scale(loss) if scaler is not None else loss)
-    if acc.sync_gradients:
-        if scaler is not None: scaler.unscale_(run.optimizer)
-        if run.cfg.max_grad_norm: acc.clip_grad_norm_(run.network.parameters(), run.cfg.max_grad_norm)
-    if scaler is not None and acc.sync_gradients: scaler.step(run.optimizer); scaler.update()
+    if not acc.sync_gradients: return # inside an accumulation group the gradients add up
+    if scaler is not None: scaler.unscale_(run.optimizer)
+    if run.cfg.max_grad_norm: acc.clip_grad_norm_(run.network.parameters(), run.cfg.max_grad_norm)
+    if scaler is not None: scaler.step(run.optimizer); scaler.update()
     else: run.optimizer.step()
     run.optimizer.zero_grad(set_to_none=True)
 
