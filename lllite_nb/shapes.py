@@ -212,7 +212,7 @@ def background_colours(labels: np.ndarray, # from `colour_labels`
 # %% ../nbs/02a_shapes.ipynb #32deb567
 def shape_kind(mask: np.ndarray # (H, W) bool mask of one shape
               ) -> str:
-    "'circle', 'square', 'triangle' or 'star' from the mask's solidity and enclosing-circle fill."
+    "'circle', 'square', 'triangle' or 'star' from how much of its enclosing triangle, convex hull, rotated rectangle and circle the mask fills."
     import cv2
     cs, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
     c = max(cs, key=cv2.contourArea); area = cv2.contourArea(c)
