@@ -111,8 +111,9 @@ def read_dataset_config(path: str | Path, # the .toml file
     if not isinstance(general, dict): raise DatasetError(f"{path}: 'general' must be a table, written [general]")
     if len(dsets) != 1: raise DatasetError(f"{path}: lllite-nb reads exactly one [[datasets]] table, found {len(dsets)}")
     ds = dsets[0]
-    _check_keys(general, _DATASET_KEYS | _SUBSET_KEYS - {'image_dir', 'conditioning_data_dir'}, '[general]', path)
-    _check_keys(ds, _DATASET_KEYS | _SUBSET_KEYS - {'image_dir', 'conditioning_data_dir'} | {'subsets'}, '[[datasets]]', path)
+    above = _DATASET_KEYS | _SUBSET_KEYS - {'image_dir', 'conditioning_data_dir'} # what [general] and [[datasets]] may set
+    _check_keys(general, above, '[general]', path)
+    _check_keys(ds, above | {'subsets'}, '[[datasets]]', path)
     pick = lambda k, *tables, default=None: next((t[k] for t in tables if k in t), default)
     out = DatasetSpec(**{k: pick(k, ds, general, default=getattr(defaults, k)) for k in _DATASET_KEYS})
     out.resolution = parse_resolution(out.resolution)
@@ -128,7 +129,7 @@ def read_dataset_config(path: str | Path, # the .toml file
         where = lambda p: Path(p).expanduser() if Path(p).expanduser().is_absolute() else path.parent / p
         out.subsets.append(SubsetConfig(where(sub['image_dir']), where(sub['conditioning_data_dir']),
             get('caption_extension', caption_extension), get('num_repeats', 1), get('flip_aug', flip_aug),
-            get('caption_prefix', '') or '', get('caption_suffix', '') or ''))
+            get('caption_prefix', ''), get('caption_suffix', ''))) # strings: _check_keys checked the types
     return out
 
 # %% ../nbs/03_data.ipynb #c049b6be

@@ -40,8 +40,8 @@ def _open_image(v, # a cell: dict of path/bytes (datasets.Image), a path, a PIL 
     except (ValueError, TypeError, OSError) as e: raise DatasetError(str(e)) from None
 
 # %% ../nbs/03b_dataset.ipynb #f28d2e3e
-def _scan_sizes(raw: datasets.Dataset) -> tuple:
-    "(w, h) of every picture and guide, each file checked by `image_size`; warns once about guides of another aspect ratio."
+def _scan_sizes(raw: datasets.Dataset) -> list:
+    "(w, h) of every picture, row by row; each picture and guide is checked by `image_size`; warns once about guides of another aspect ratio."
     sizes, bad = [], []
     for row, r in enumerate(tqdm(raw.select_columns(['image', 'conditioning_image']), desc="checking images", disable=len(raw) < 1000)):
         (a, la), (b, lb) = ((_open_image(r[c], _label(r[c], row, c), header_only=True), _label(r[c], row, c)) for c in ('image', 'conditioning_image'))
@@ -98,8 +98,8 @@ class DatasetConfig:
     caption_extension: str = opt(".caption", "kohya's default; the sample data uses .txt")
     resolution: str | None = opt(None, "'W,H' or 'S'; None: the model's native size, 128 for the tiny model (the TOML's wins)")
     enable_bucket: bool = opt(False, "aspect-ratio buckets (kohya's)")
-    min_bucket_reso: int | None = opt(None, "smallest bucket side (None: kohya's 256)")
-    max_bucket_reso: int | None = opt(None, "largest bucket side (None: kohya's 1024)")
+    min_bucket_reso: int | None = opt(None, "smallest bucket side (None: min(256, the resolution's sides))")
+    max_bucket_reso: int | None = opt(None, "largest bucket side (None: max(1024, the resolution's sides))")
     bucket_reso_steps: int = opt(64, "bucket sides are multiples of this (a multiple of 32)")
     flip_aug: bool = opt(False, "mirror picture and guide together, half of the time")
 

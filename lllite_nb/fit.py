@@ -154,7 +154,9 @@ class CheckpointCallback(Callback):
 # %% ../nbs/04b_fit.ipynb #00458b4d
 class SampleCallback(Callback):
     "Sample sheets of `cfg.sample_prompts` every `sample_every_n_steps` steps and at the end, in `samples/`."
-    def before_fit(self, run): self.prompts = parse_sample_prompts(run.cfg.sample_prompts) if run.cfg.sample_prompts else []
+    def __init__(self, prompts: list | None = None): self.given = prompts # parsed `SamplePrompt`s; None: read cfg.sample_prompts
+    def before_fit(self, run):
+        self.prompts = self.given if self.given is not None else parse_sample_prompts(run.cfg.sample_prompts) if run.cfg.sample_prompts else []
     def _due(self, run): return bool(run.cfg.sample_every_n_steps) and run.step % run.cfg.sample_every_n_steps == 0
     def after_step(self, run):
         if self.prompts and self._due(run): self.sample(run)
@@ -169,9 +171,10 @@ class SampleCallback(Callback):
                                                   f"{ckpt_name(run.cfg.output_name, step=run.step)}.png", run.size, run.cfg.seed))
         run.accelerator.wait_for_everyone()
 
-def default_callbacks() -> list:
+def default_callbacks(prompts: list | None = None # the parsed sample prompts; None: `SampleCallback` reads cfg.sample_prompts
+                     ) -> list:
     "What `lllite-train` does after its steps: progress, checkpoints, samples."
-    return [ProgressCallback(), CheckpointCallback(), SampleCallback()]
+    return [ProgressCallback(), CheckpointCallback(), SampleCallback(prompts)]
 
 # %% ../nbs/04b_fit.ipynb #cc080279
 def check_launch(acc: Accelerator):
@@ -216,16 +219,16 @@ def _header(run: TrainRun) -> str:
 # %% ../nbs/04b_fit.ipynb #d96500a9
 def train(cfg: TrainConfig, # the options
           pipe=None, # a loaded StableDiffusionXLPipeline to train on; None: load `cfg.pretrained_model_name_or_path`
-          callbacks: list | None = None # `Callback`s; None: `default_callbacks()`
+          callbacks: list | None = None # `Callback`s; None: `default_callbacks` with the prompts read here
          ) -> TrainResult:
     "Train a ControlNet-LLLite on a frozen SDXL: checkpoints, state, samples and the loss curve go to `cfg.output_dir`."
     check_config(cfg)
-    if cfg.sample_prompts: parse_sample_prompts(cfg.sample_prompts) # its errors before anything loads
+    prompts = parse_sample_prompts(cfg.sample_prompts) if cfg.sample_prompts else [] # read once, its errors before anything loads
     acc = Accelerator(mixed_precision="no", gradient_accumulation_steps=cfg.gradient_accumulation_steps)
     check_launch(acc)
     with contextlib.ExitStack() as hold:
         on_main(acc, lambda: claim_output(cfg, hold))
-        run = setup_run(cfg, pipe, default_callbacks() if callbacks is None else callbacks, acc)
+        run = setup_run(cfg, pipe, default_callbacks(prompts) if callbacks is None else callbacks, acc)
         first = run.step
         if cfg.progress and acc.is_main_process: print(_header(run))
         t0 = time.perf_counter()

@@ -12,7 +12,7 @@ import torch
 from PIL import Image, ImageDraw
 from tqdm.auto import tqdm
 
-from .images import canny, get_preprocessor, to_rgb
+from .images import canny, get_preprocessor, load_image, to_rgb
 from .tools import atomic_write, replace_folder
 
 # %% auto #0
@@ -212,7 +212,7 @@ def background_colours(labels: np.ndarray, # from `colour_labels`
 # %% ../nbs/02a_shapes.ipynb #32deb567
 def shape_kind(mask: np.ndarray # (H, W) bool mask of one shape
               ) -> str:
-    "'circle', 'square', 'triangle' or 'star' from the mask's solidity and enclosing-circle fill."
+    "'circle', 'square', 'triangle' or 'star' from how much of its enclosing triangle, convex hull, rotated rectangle and circle the mask fills."
     import cv2
     cs, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
     c = max(cs, key=cv2.contourArea); area = cv2.contourArea(c)
@@ -282,7 +282,7 @@ def load_pairs(folder: str | Path # a folder written by `make_shapes_dataset` (m
     folder = Path(folder)
     if not (folder / "metadata.jsonl").exists(): raise FileNotFoundError(f"{folder / 'metadata.jsonl'} is missing; run `make data-samples`")
     rows = [json.loads(l) for l in (folder / "metadata.jsonl").read_text().splitlines() if l.strip()]
-    return [(to_rgb(Image.open(folder / r["file_name"])), to_rgb(Image.open(folder / r["conditioning_image_file_name"])), r["text"]) for r in rows]
+    return [(load_image(folder / r["file_name"]), load_image(folder / r["conditioning_image_file_name"], "guide image"), r["text"]) for r in rows]
 
 # %% ../nbs/02a_shapes.ipynb #0f4ac982
 def evaluate_control(pipe, # takes guides as `image` and a strength: LLLitePipeline (one LLLite), SDXL ControlNet/adapter pipelines

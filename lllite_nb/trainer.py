@@ -4,8 +4,8 @@
 
 # %% ../nbs/04a_trainer.ipynb #be25dc19
 from __future__ import annotations
-import contextlib, json, math, os, random
-from dataclasses import asdict, dataclass, field
+import contextlib, json, math, os, random, warnings
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -39,15 +39,16 @@ class TrainConfig(DatasetConfig):
     max_train_epochs: int | None = opt(None, "sets max_train_steps = epochs x steps per epoch")
     train_batch_size: int | None = opt(None, "None: the TOML's batch_size, else 1")
     gradient_accumulation_steps: int = opt(1, "batches per optimizer step")
-    mixed_precision: str = opt("no", "'no', 'fp16' or 'bf16'; LLLite weights stay fp32 either way")
+    mixed_precision: str = opt("no", "LLLite weights stay fp32 either way; on a CPU fp16 trains in fp32", choices=("no", "fp16", "bf16"))
     gradient_checkpointing: bool = opt(False, "recompute UNet activations in the backward pass: less memory")
     cache_latents: bool = opt(False, "run the VAE once per picture, in memory")
     cache_latents_to_disk: bool = opt(False, "...and keep them in cache_dir for later runs (implies cache_latents)")
     cache_text_encoder_outputs: bool = opt(False, "run the text encoders once per caption, in memory")
     cache_text_encoder_outputs_to_disk: bool = opt(False, "...and keep them in cache_dir (implies the above)")
     cache_dir: str | None = opt(None, "where the disk caches go; None: <output_dir>/cache")
-    optimizer_type: str = opt("AdamW", "'AdamW' or 'AdamW8bit' (needs bitsandbytes)")
-    lr_scheduler: str = opt("constant", "a diffusers schedule: constant, constant_with_warmup, linear, cosine, ...")
+    optimizer_type: str = opt("AdamW", "AdamW8bit needs bitsandbytes", choices=OPTIMIZERS)
+    lr_scheduler: str = opt("constant", "a diffusers learning-rate schedule",
+                            choices=("constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial"))
     lr_warmup_steps: int = opt(0, "steps of linear warm-up (not with 'constant')")
     max_grad_norm: float = opt(1.0, "gradient clipping; 0 switches it off")
     noise_offset: float | None = opt(None, "adds offset * randn(B, C, 1, 1) to the noise")
@@ -59,7 +60,8 @@ class TrainConfig(DatasetConfig):
     save_every_n_epochs: int | None = opt(None, "checkpoint <name>-{E:06d}.safetensors every N epochs (not the last)")
     output_dir: str = opt("output", "checkpoints, states, samples/, the loss curve, cache/")
     output_name: str | None = opt(None, "file stem; None: kohya's 'last', 'at-step...', 'epoch-...'")
-    save_precision: str = opt("fp16", "dtype of the checkpoint files: 'fp16' (kohya's), 'bf16' or 'float' (fp32); states stay fp32")
+    save_precision: str = opt("fp16", "dtype of the checkpoint files: fp16 (kohya's), bf16 or float (fp32); states stay fp32",
+                              choices=("float", "fp16", "bf16"))
     save_model_as: str = opt("safetensors", "file format of the checkpoints: only safetensors", choices=("safetensors",))
     save_state: bool = opt(False, "also write the full training state next to each checkpoint")
     resume: str | None = opt(None, "a state folder written with --save_state")
@@ -73,16 +75,15 @@ class TrainConfig(DatasetConfig):
 class TrainConfigError(ValueError):
     "Options that cannot be used together, or an invalid value."
 
-_CHOICES = dict(mixed_precision=("no", "fp16", "bf16"), save_precision=("float", "fp16", "bf16"), optimizer_type=OPTIMIZERS,
-                lr_scheduler=("constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial"))
 _POSITIVE = ("cond_emb_dim", "network_dim", "gradient_accumulation_steps", "max_train_steps", "max_train_epochs",
              "train_batch_size", "save_every_n_steps", "save_every_n_epochs", "sample_every_n_steps", "learning_rate")
 
 def _config_problems(cfg: TrainConfig) -> list:
     p = source_problems(cfg) # the data source: the data chapter's one check
     if cfg.max_train_steps and cfg.max_train_epochs: p.append("give --max_train_steps or --max_train_epochs, not both")
-    for k, allowed in _CHOICES.items():
-        if getattr(cfg, k) not in allowed: p.append(f"--{k} {getattr(cfg, k)!r} is not one of {', '.join(allowed)}")
+    for f in fields(cfg): # every field with `choices` (argparse checks them too; a config built in Python only here)
+        if (allowed := f.metadata.get("choices")) and getattr(cfg, f.name) not in allowed:
+            p.append(f"--{f.name} {getattr(cfg, f.name)!r} is not one of {', '.join(allowed)}")
     p += [f"--{k} must be > 0, got {getattr(cfg, k)}" for k in _POSITIVE if getattr(cfg, k) is not None and getattr(cfg, k) <= 0]
     if not 0 <= cfg.network_dropout < 1: p.append(f"--network_dropout must be in [0, 1), got {cfg.network_dropout}")
     if cfg.lr_warmup_steps < 0 or cfg.max_grad_norm < 0: p.append("--lr_warmup_steps and --max_grad_norm must be >= 0")
@@ -220,17 +221,19 @@ class TrainRun:
 
 # %% ../nbs/04a_trainer.ipynb #2e5412c7
 def _amp(mixed_precision: str, device: torch.device) -> tuple:
-    "(autocast dtype or None, fp16 GradScaler or None), as accelerate sets them up (no fp16 autocast on the CPU)."
+    "(autocast dtype or None, fp16 GradScaler or None), as accelerate sets them up: fp16 on the CPU is neither, an fp32 run."
     if mixed_precision == "bf16": return torch.bfloat16, None
-    if mixed_precision == "fp16" and device.type != "cpu": return torch.float16, torch.amp.GradScaler(device.type)
+    if mixed_precision != "fp16": return None, None
+    if device.type != "cpu": return torch.float16, torch.amp.GradScaler(device.type)
+    warnings.warn("--mixed_precision fp16 has no autocast on the CPU (as in accelerate): this run trains in fp32; bf16 works on a CPU")
     return None, None
 
-def _load_models(cfg: TrainConfig, pipe, acc: Accelerator):
-    "The frozen pipeline on the device (UNet and text encoders in the training dtype, VAE in fp32) and the fp32 network."
+def _load_models(cfg: TrainConfig, pipe, acc: Accelerator,
+                 dtype: torch.dtype): # the frozen UNet's and text encoders': `_amp`'s autocast dtype, else float32
+    "The frozen pipeline on the device (UNet and text encoders in `dtype`, VAE in fp32) and the fp32 network."
     pipe = pipe if pipe is not None else load_pipeline(cfg.pretrained_model_name_or_path)
-    wdtype = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[cfg.mixed_precision]
     for m in (pipe.unet, pipe.vae, pipe.text_encoder, pipe.text_encoder_2): m.requires_grad_(False).eval()
-    for m, dt in ((pipe.unet, wdtype), (pipe.text_encoder, wdtype), (pipe.text_encoder_2, wdtype), (pipe.vae, torch.float32)):
+    for m, dt in ((pipe.unet, dtype), (pipe.text_encoder, dtype), (pipe.text_encoder_2, dtype), (pipe.vae, torch.float32)):
         m.to(acc.device)
         if m.dtype != dt: m.to(dt) # (only when needed: diffusers warns about any dtype cast)
     pipe.set_progress_bar_config(disable=True)
@@ -248,8 +251,7 @@ def _load_data(cfg: TrainConfig, size: tuple):
         raise TrainConfigError(f"{cfg.dataset_config} sets batch_size = {ds.batch_size} but --train_batch_size is {cfg.train_batch_size}; give one")
     if (cfg.cache_latents or cfg.cache_latents_to_disk) and np.any(getattr(ds, "flips", False)):
         raise TrainConfigError(f"{cfg.dataset_config}: flip_aug is on in a subset, which --cache_latents cannot cache")
-    bs = cfg.train_batch_size or ds.batch_size or 1
-    return ds, make_dataloader(ds, bs, shuffle=True, seed=cfg.seed, num_workers=cfg.max_data_loader_n_workers)
+    return ds, make_dataloader(ds, cfg.train_batch_size, shuffle=True, seed=cfg.seed, num_workers=cfg.max_data_loader_n_workers)
 
 def _native_size(cfg: TrainConfig, pipe) -> tuple:
     "The model's native (w, h), without loading it: SDXL's 1024, the tiny model's 128."
@@ -272,7 +274,7 @@ def _prepare_cache(cfg: TrainConfig, ds, pipe, acc: Accelerator) -> dict:
         if got is None: todo.append(kind)
         else: cache.update(got)
     if todo:
-        loader = make_dataloader(ds, cfg.train_batch_size or ds.batch_size or 1, shuffle=False, num_workers=cfg.max_data_loader_n_workers)
+        loader = make_dataloader(ds, cfg.train_batch_size, shuffle=False, num_workers=cfg.max_data_loader_n_workers)
         new = build_cache(loader, pipe, "latents" in todo, "text" in todo, acc.device, show=cfg.progress and acc.is_main_process)
         cache.update(new)
         for kind in (k for k in todo if disk[k] and acc.is_main_process):
@@ -290,7 +292,8 @@ def setup_run(cfg: TrainConfig, # the options (checked with `check_config` first
     st = check_inputs(cfg) # the files first, then the data: their errors come before a long model load
     ds, base_loader = _load_data(cfg, _native_size(cfg, pipe))
     if st: _check_position(st["info"], _position(cfg, base_loader, acc.num_processes), cfg.resume)
-    pipe, network = _load_models(cfg, pipe, acc)
+    amp = _amp(cfg.mixed_precision, acc.device) # one decision: the autocast dtype (and scaler), and so the frozen models' dtype
+    pipe, network = _load_models(cfg, pipe, acc, amp[0] or torch.float32)
     cache = _prepare_cache(cfg, ds, pipe, acc)
     if "latents" in cache and "embeds" in cache and not cfg.sample_prompts: pipe.vae.to("cpu"); pipe.text_encoder.to("cpu"); pipe.text_encoder_2.to("cpu")
     network.apply_to()
@@ -300,20 +303,20 @@ def setup_run(cfg: TrainConfig, # the options (checked with `check_config` first
     per_epoch = math.ceil(len(loader) / cfg.gradient_accumulation_steps)
     max_steps = cfg.max_train_epochs * per_epoch if cfg.max_train_epochs else cfg.max_train_steps or 1600
     run = TrainRun(cfg, acc, pipe, network, model, optimizer, make_lr_scheduler(optimizer, cfg.lr_scheduler, cfg.lr_warmup_steps, max_steps),
-                   base_loader, loader, cache, noise_scheduler(cfg.v_parameterization), tuple(ds[0]["target_size"][::-1]),
-                   max_steps, per_epoch, Path(cfg.output_dir), *_amp(cfg.mixed_precision, acc.device), callbacks=list(callbacks or []))
+                   base_loader, loader, cache, noise_scheduler(cfg.v_parameterization), tuple(ds.row_bucket[ds.rows[0]]),
+                   max_steps, per_epoch, Path(cfg.output_dir), *amp, callbacks=list(callbacks or []))
     if st: resume_run(run, st)
     return run
 
 # %% ../nbs/04a_trainer.ipynb #b1ad1cff
 def _backward_and_step(run: TrainRun, loss: torch.Tensor):
-    "Backward; at the end of an accumulation group unscale (fp16), clip and step. The optimizer skips the other calls."
+    "Backward; at the end of an accumulation group unscale (fp16), clip, step and zero the gradients."
     acc, scaler = run.accelerator, run.scaler
     acc.backward(scaler.scale(loss) if scaler is not None else loss)
-    if acc.sync_gradients:
-        if scaler is not None: scaler.unscale_(run.optimizer)
-        if run.cfg.max_grad_norm: acc.clip_grad_norm_(run.network.parameters(), run.cfg.max_grad_norm)
-    if scaler is not None and acc.sync_gradients: scaler.step(run.optimizer); scaler.update()
+    if not acc.sync_gradients: return # inside an accumulation group the gradients add up
+    if scaler is not None: scaler.unscale_(run.optimizer)
+    if run.cfg.max_grad_norm: acc.clip_grad_norm_(run.network.parameters(), run.cfg.max_grad_norm)
+    if scaler is not None: scaler.step(run.optimizer); scaler.update()
     else: run.optimizer.step()
     run.optimizer.zero_grad(set_to_none=True)
 

@@ -234,6 +234,18 @@ def test_bf16_keeps_lllite_fp32_and_checkpointing_changes_nothing(tmp_path):
     assert all(torch.allclose(sa[k], sb[k], atol=1e-6) for k in sa)
 
 
+def test_fp16_on_the_cpu_is_the_fp32_run(tmp_path):
+    "No fp16 autocast on the CPU (as in accelerate): the models stay fp32 and the losses are the fp32 run's, with a warning."
+    pipe = load_pipeline("tiny")
+    with pytest.warns(UserWarning, match="fp16 has no autocast on the CPU"):
+        half = train(tiny_cfg(tmp_path / "fp16", max_train_steps=2, mixed_precision="fp16"), pipe=pipe)
+    assert (pipe.unet.dtype, pipe.text_encoder.dtype, pipe.text_encoder_2.dtype) == (torch.float32,) * 3
+    full = train(tiny_cfg(tmp_path / "no", max_train_steps=2), pipe=load_pipeline("tiny"))  # a fresh model, as the fp16 run had
+    assert len(half.losses) == 2 and half.losses == full.losses
+    a, b = read_sd(half.weights_path), read_sd(full.weights_path)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     pipe = load_pipeline("tiny")
     fwd, calls = pipe.unet.forward, [0]
