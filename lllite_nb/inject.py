@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from fastcore.basics import patch
 from .models import TARGET_LAYERS
-from .module import LLLiteModule, check_cond_image
+from .module import DEPTH_STRIDES, LLLiteModule, check_cond_image, pad_to_stride
 
 # %% auto #0
 __all__ = ['BLOCK_TABLE', 'TARGET_RE', 'ODD_C_WARNING', 'diffusers_to_ldm', 'ldm_to_diffusers', 'lllite_name', 'lllite_depth',
@@ -138,9 +138,16 @@ def restore(self: ControlNetLLLite) -> None:
 # %% ../nbs/01_inject.ipynb #ccf4bce1
 @patch
 def set_cond_image(self: ControlNetLLLite, img: torch.Tensor | None): # (B,3,H,W) in [-1,1], H, W multiples of 8; None: control off
-    "Validate `img` once and cache every module's embedding of it (with autograd if grad is enabled)."
-    if img is not None: check_cond_image(img)
-    for m in self.lllite_modules.values(): m._embed(img) if img is not None else m.set_cond_image(None)
+    "Validate, cast and pad `img` once per stride, and cache every module's embedding of it (with autograd if grad is enabled)."
+    mods = list(self.lllite_modules.values())
+    if img is None:
+        for m in mods: m.set_cond_image(None)
+        return
+    check_cond_image(img)
+    w = mods[0].conditioning1[0].weight
+    img = img.to(device=w.device, dtype=w.dtype) # the modules' device and dtype: their own casts are then no-ops
+    padded = {s: pad_to_stride(img, s) for s in {DEPTH_STRIDES[m.depth] for m in mods}}
+    for m in mods: m._embed(img, padded[DEPTH_STRIDES[m.depth]])
 
 def check_strength(s, # a multiplier (kohya) / controlnet_conditioning_scale (diffusers)
                    what: str = "multiplier", # how to name it in messages
