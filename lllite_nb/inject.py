@@ -11,13 +11,12 @@ from typing import NamedTuple
 import torch
 from torch import nn
 from fastcore.basics import patch
-from .models import TARGET_LAYERS
+from .models import TARGET_RE
 from .module import DEPTH_STRIDES, LLLiteModule, check_cond_image, pad_to_stride
 
 # %% auto #0
-__all__ = ['BLOCK_TABLE', 'TARGET_RE', 'ODD_C_WARNING', 'diffusers_to_ldm', 'ldm_to_diffusers', 'lllite_name', 'lllite_depth',
-           'LLLiteTarget', 'lllite_targets', 'ControlNetLLLite', 'check_strength', 'LLLiteStateDictError',
-           'check_state_dict']
+__all__ = ['BLOCK_TABLE', 'ODD_C_WARNING', 'diffusers_to_ldm', 'ldm_to_diffusers', 'lllite_name', 'lllite_depth', 'LLLiteTarget',
+           'lllite_targets', 'ControlNetLLLite', 'check_strength', 'LLLiteStateDictError', 'check_state_dict']
 
 # %% ../nbs/01_inject.ipynb #cd2b9760
 BLOCK_TABLE = ( # (diffusers prefix, -> LDM prefix, LDM prefix, -> diffusers prefix): SDXL's layout, 2 layers per level
@@ -65,9 +64,6 @@ class LLLiteTarget(NamedTuple):
     ldm_path: str # path in kohya's (LDM) UNet
     depth: int # 1, 2 or 3: which conditioning stack
     layer: nn.Linear # the layer itself
-
-TARGET_RE = re.compile(r"(down_blocks\.\d+\.attentions\.\d+|mid_block\.attentions\.0)\.transformer_blocks\.\d+\."
-                       f"({'|'.join(map(re.escape, TARGET_LAYERS))})") # `TARGET_LAYERS` of the encoder's and middle's blocks
 
 def lllite_targets(unet: nn.Module) -> list[LLLiteTarget]: # a diffusers UNet2DConditionModel with SDXL's layout
     "kohya's default LLLite targets in `unet`: attn1 q/k/v and attn2 q of the encoder's and middle's transformers."
