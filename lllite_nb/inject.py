@@ -15,8 +15,8 @@ from .models import TARGET_RE
 from .module import DEPTH_STRIDES, LLLiteModule, check_cond_image, pad_to_stride
 
 # %% auto #0
-__all__ = ['BLOCK_TABLE', 'ODD_C_WARNING', 'diffusers_to_ldm', 'ldm_to_diffusers', 'lllite_name', 'lllite_depth', 'LLLiteTarget',
-           'lllite_targets', 'ControlNetLLLite', 'check_strength', 'LLLiteStateDictError', 'check_state_dict']
+__all__ = ['BLOCK_TABLE', 'diffusers_to_ldm', 'ldm_to_diffusers', 'lllite_name', 'lllite_depth', 'LLLiteTarget', 'lllite_targets',
+           'odd_c_warning', 'ControlNetLLLite', 'check_strength', 'LLLiteStateDictError', 'check_state_dict']
 
 # %% ../nbs/01_inject.ipynb #cd2b9760
 BLOCK_TABLE = ( # (diffusers prefix, -> LDM prefix, LDM prefix, -> diffusers prefix): SDXL's layout, 2 layers per level
@@ -79,8 +79,10 @@ def lllite_targets(unet: nn.Module) -> list[LLLiteTarget]: # a diffusers UNet2DC
     return out
 
 # %% ../nbs/01_inject.ipynb #68271f32
-ODD_C_WARNING = ("cond_emb_dim {c} is odd: kohya's generator and ComfyUI's LLLite node read it as 2 x {h} = {c1} from "
-                 "conditioning1.0 and cannot load the file; use an even cond_emb_dim") # .format(c=c, h=c // 2, c1=c - 1)
+def odd_c_warning(c: int) -> str: # an odd cond_emb_dim
+    "Why a network with an odd `cond_emb_dim` makes files that kohya's generator and ComfyUI cannot load."
+    return (f"cond_emb_dim {c} is odd: kohya's generator and ComfyUI's LLLite node read it as 2 x {c // 2} = {c - 1} from "
+            "conditioning1.0 and cannot load the file; use an even cond_emb_dim")
 
 class ControlNetLLLite(nn.Module):
     "kohya's ControlNet-LLLite for a diffusers SDXL UNet: one LLLiteModule per target, kohya's state-dict keys."
@@ -90,7 +92,7 @@ class ControlNetLLLite(nn.Module):
                  dropout: float = 0.0, # dropout between mid and up, in training mode only
                  multiplier: float = 1.0): # strength of the control; 0 switches it off exactly
         super().__init__()
-        if cond_emb_dim % 2: warnings.warn(ODD_C_WARNING.format(c=cond_emb_dim, h=cond_emb_dim // 2, c1=cond_emb_dim - 1))
+        if cond_emb_dim % 2: warnings.warn(odd_c_warning(cond_emb_dim))
         self.cond_emb_dim, self.network_dim, self._multiplier = cond_emb_dim, network_dim, multiplier
         for t in lllite_targets(unet):
             m = LLLiteModule(t.layer, t.depth, cond_emb_dim, network_dim, dropout, multiplier)

@@ -11,7 +11,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 from fastcore.basics import patch
-from .inject import ODD_C_WARNING, ControlNetLLLite, LLLiteStateDictError
+from .inject import ControlNetLLLite, LLLiteStateDictError, odd_c_warning
 from .tools import atomic_write
 
 # %% auto #0
@@ -55,7 +55,7 @@ def save_weights(net: ControlNetLLLite, # the network to save
         big = max(float(v.float().abs().nan_to_num(0, 0, 0).max()) for v in net.state_dict().values())
         raise NonFiniteError(f"not writing {path}: {len(bad)} of {len(sd)} tensors hold NaN or infinite values in {str(dtype or 'their dtype')} "
                              f"(first: {bad[0]}; largest finite |w| {big:.3g}); the weights have diverged")
-    if (c := net.cond_emb_dim) % 2: warnings.warn(f"{path}: " + ODD_C_WARNING.format(c=c, h=c // 2, c1=c - 1))
+    if net.cond_emb_dim % 2: warnings.warn(f"{path}: " + odd_c_warning(net.cond_emb_dim))
     if path.suffix != ".safetensors": warnings.warn(f"{path}: written as safetensors; kohya's tools and ComfyUI read a file "
                                                    "as safetensors only when its name ends in .safetensors")
     meta = lllite_metadata(net, title=path.stem)
