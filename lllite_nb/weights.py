@@ -12,7 +12,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from fastcore.basics import patch
 from .inject import ControlNetLLLite, LLLiteStateDictError, odd_c_warning
-from .tools import atomic_write
+from .tools import atomic_write, is_torch_save
 
 # %% auto #0
 __all__ = ['LLLITE_ARCH', 'lllite_metadata', 'NonFiniteError', 'nonfinite_keys', 'save_weights', 'LLLiteFileError',
@@ -90,13 +90,12 @@ def read_weights(path: str | os.PathLike, # a safetensors file, or a kohya torch
     "The tensors and metadata of a weights file; FileNotFoundError / LLLiteFileError naming it otherwise."
     path = Path(path)
     if not path.is_file(): raise FileNotFoundError(f"LLLite weights file {path} does not exist (or is not a file)")
-    with open(path, "rb") as f: head = f.read(8)
     try:
         with safe_open(path, "pt") as f: sd, meta = {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
     except Exception as e:
-        if head[:4] == b"PK\x03\x04" or (head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")): # torch.save: zip or pickle
-            sd, meta = _torch_tensors(path), {}
+        if is_torch_save(path): sd, meta = _torch_tensors(path), {} # kohya's .pt: tensors only
         else:
+            with open(path, "rb") as f: head = f.read(8)
             what = "truncated?" if path.suffix == ".safetensors" or len(head) < 8 else f"nor a torch.save file; it starts with {head!r}"
             raise LLLiteFileError(f"{path} is not a readable safetensors file ({what}): {' '.join(str(e).split())}") from None
     if finite and (bad := nonfinite_keys(sd)):
