@@ -58,9 +58,9 @@ def save_weights(net: ControlNetLLLite, # the network to save
     if net.cond_emb_dim % 2: warnings.warn(f"{path}: " + odd_c_warning(net.cond_emb_dim))
     if path.suffix != ".safetensors": warnings.warn(f"{path}: written as safetensors; kohya's tools and ComfyUI read a file "
                                                    "as safetensors only when its name ends in .safetensors")
-    meta = lllite_metadata(net, title=path.stem)
-    meta.update({k: v if isinstance(v, str) else str(v) for k, v in (metadata or {}).items()})
-    meta.update({k: v for k, v in lllite_metadata(net).items() if k.startswith("lllite.")})
+    own = lllite_metadata(net, title=path.stem)
+    meta = {**own, **{k: v if isinstance(v, str) else str(v) for k, v in (metadata or {}).items()},
+            **{k: v for k, v in own.items() if k.startswith("lllite.")}} # lllite.* always describe the tensors written
     return atomic_write(path, lambda tmp: save_file(sd, str(tmp), metadata=meta))
 
 # %% ../nbs/02_weights.ipynb #caea361f
