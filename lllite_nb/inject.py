@@ -150,7 +150,7 @@ def set_cond_image(self: ControlNetLLLite, img: torch.Tensor | None): # (B,3,H,W
 def check_strength(s, # a multiplier (kohya) / controlnet_conditioning_scale (diffusers)
                    what: str = "multiplier", # how to name it in messages
                    warn: bool = True) -> float: # warn outside [0, 2]
-    "`s` as a float: ValueError unless it is a finite number; a warning outside [0, 2], where pictures break up."
+    "`s` as a float: TypeError unless a number, ValueError unless finite; a warning outside [0, 2], where pictures break up."
     try: s = float(s)
     except (TypeError, ValueError): raise TypeError(f"{what} must be a number, got {s!r}") from None
     if not math.isfinite(s): raise ValueError(f"{what} must be a finite number, got {s}")
