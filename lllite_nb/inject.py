@@ -11,13 +11,12 @@ from typing import NamedTuple
 import torch
 from torch import nn
 from fastcore.basics import patch
-from .models import TARGET_LAYERS
-from .module import LLLiteModule, check_cond_image
+from .models import TARGET_RE
+from .module import DEPTH_STRIDES, LLLiteModule, check_cond_image, pad_to_stride
 
 # %% auto #0
-__all__ = ['BLOCK_TABLE', 'TARGET_RE', 'ODD_C_WARNING', 'diffusers_to_ldm', 'ldm_to_diffusers', 'lllite_name', 'lllite_depth',
-           'LLLiteTarget', 'lllite_targets', 'ControlNetLLLite', 'check_strength', 'LLLiteStateDictError',
-           'check_state_dict']
+__all__ = ['BLOCK_TABLE', 'diffusers_to_ldm', 'ldm_to_diffusers', 'lllite_name', 'lllite_depth', 'LLLiteTarget', 'lllite_targets',
+           'odd_c_warning', 'ControlNetLLLite', 'check_strength', 'LLLiteStateDictError', 'check_state_dict']
 
 # %% ../nbs/01_inject.ipynb #cd2b9760
 BLOCK_TABLE = ( # (diffusers prefix, -> LDM prefix, LDM prefix, -> diffusers prefix): SDXL's layout, 2 layers per level
@@ -66,9 +65,6 @@ class LLLiteTarget(NamedTuple):
     depth: int # 1, 2 or 3: which conditioning stack
     layer: nn.Linear # the layer itself
 
-TARGET_RE = re.compile(r"(down_blocks\.\d+\.attentions\.\d+|mid_block\.attentions\.0)\.transformer_blocks\.\d+\."
-                       f"({'|'.join(map(re.escape, TARGET_LAYERS))})") # `TARGET_LAYERS` of the encoder's and middle's blocks
-
 def lllite_targets(unet: nn.Module) -> list[LLLiteTarget]: # a diffusers UNet2DConditionModel with SDXL's layout
     "kohya's default LLLite targets in `unet`: attn1 q/k/v and attn2 q of the encoder's and middle's transformers."
     layout = [len(b.resnets) for b in unet.down_blocks]
@@ -83,8 +79,10 @@ def lllite_targets(unet: nn.Module) -> list[LLLiteTarget]: # a diffusers UNet2DC
     return out
 
 # %% ../nbs/01_inject.ipynb #68271f32
-ODD_C_WARNING = ("cond_emb_dim {c} is odd: kohya's generator and ComfyUI's LLLite node read it as 2 x {h} = {c1} from "
-                 "conditioning1.0 and cannot load the file; use an even cond_emb_dim") # .format(c=c, h=c // 2, c1=c - 1)
+def odd_c_warning(c: int) -> str: # an odd cond_emb_dim
+    "Why a network with an odd `cond_emb_dim` makes files that kohya's generator and ComfyUI cannot load."
+    return (f"cond_emb_dim {c} is odd: kohya's generator and ComfyUI's LLLite node read it as 2 x {c // 2} = {c - 1} from "
+            "conditioning1.0 and cannot load the file; use an even cond_emb_dim")
 
 class ControlNetLLLite(nn.Module):
     "kohya's ControlNet-LLLite for a diffusers SDXL UNet: one LLLiteModule per target, kohya's state-dict keys."
@@ -94,7 +92,7 @@ class ControlNetLLLite(nn.Module):
                  dropout: float = 0.0, # dropout between mid and up, in training mode only
                  multiplier: float = 1.0): # strength of the control; 0 switches it off exactly
         super().__init__()
-        if cond_emb_dim % 2: warnings.warn(ODD_C_WARNING.format(c=cond_emb_dim, h=cond_emb_dim // 2, c1=cond_emb_dim - 1))
+        if cond_emb_dim % 2: warnings.warn(odd_c_warning(cond_emb_dim))
         self.cond_emb_dim, self.network_dim, self._multiplier = cond_emb_dim, network_dim, multiplier
         for t in lllite_targets(unet):
             m = LLLiteModule(t.layer, t.depth, cond_emb_dim, network_dim, dropout, multiplier)
@@ -138,14 +136,21 @@ def restore(self: ControlNetLLLite) -> None:
 # %% ../nbs/01_inject.ipynb #ccf4bce1
 @patch
 def set_cond_image(self: ControlNetLLLite, img: torch.Tensor | None): # (B,3,H,W) in [-1,1], H, W multiples of 8; None: control off
-    "Validate `img` once and cache every module's embedding of it (with autograd if grad is enabled)."
-    if img is not None: check_cond_image(img)
-    for m in self.lllite_modules.values(): m._embed(img) if img is not None else m.set_cond_image(None)
+    "Validate, cast and pad `img` once per stride, and cache every module's embedding of it (with autograd if grad is enabled)."
+    mods = list(self.lllite_modules.values())
+    if img is None:
+        for m in mods: m.set_cond_image(None)
+        return
+    check_cond_image(img)
+    w = mods[0].conditioning1[0].weight
+    img = img.to(device=w.device, dtype=w.dtype) # the modules' device and dtype: their own casts are then no-ops
+    padded = {s: pad_to_stride(img, s) for s in {DEPTH_STRIDES[m.depth] for m in mods}}
+    for m in mods: m._embed(img, padded[DEPTH_STRIDES[m.depth]])
 
 def check_strength(s, # a multiplier (kohya) / controlnet_conditioning_scale (diffusers)
                    what: str = "multiplier", # how to name it in messages
                    warn: bool = True) -> float: # warn outside [0, 2]
-    "`s` as a float: ValueError unless it is a finite number; a warning outside [0, 2], where pictures break up."
+    "`s` as a float: TypeError unless a number, ValueError unless finite; a warning outside [0, 2], where pictures break up."
     try: s = float(s)
     except (TypeError, ValueError): raise TypeError(f"{what} must be a number, got {s!r}") from None
     if not math.isfinite(s): raise ValueError(f"{what} must be a finite number, got {s}")

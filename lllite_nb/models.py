@@ -4,7 +4,7 @@
 
 # %% ../nbs/00a_models.ipynb #af4506ab
 from __future__ import annotations
-import gzip, importlib.resources, json, os
+import gzip, importlib.resources, json, os, re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,11 +12,11 @@ import torch
 from safetensors.torch import load_file
 
 # %% auto #0
-__all__ = ['TINY_WEIGHTS_DIR', 'TINY_WEIGHT_FILES', 'TARGET_LAYERS', 'TOKENIZER_DIR', 'sdxl_unet_config', 'build_meta_unet',
-           'TinySDXLConfig', 'tiny_unet_config', 'load_tiny_weights', 'tiny_unet', 'attention_layout',
-           'make_tiny_tokenizer_files', 'clip_tokenizer', 'tiny_text_encoders', 'tiny_vae', 'sdxl_scheduler',
-           'tiny_pipeline', 'encode_text', 'sdxl_time_ids', 'encode_latents', 'noise_scheduler', 'ModelSourceError',
-           'load_pipeline']
+__all__ = ['TINY_WEIGHTS_DIR', 'TINY_WEIGHT_FILES', 'TARGET_LAYERS', 'TARGET_RE', 'TOKENIZER_DIR', 'sdxl_unet_config',
+           'build_meta_unet', 'TinySDXLConfig', 'tiny_unet_config', 'load_tiny_weights', 'tiny_unet',
+           'attention_layout', 'make_tiny_tokenizer_files', 'clip_tokenizer', 'tiny_text_encoders', 'tiny_vae',
+           'sdxl_scheduler', 'tiny_pipeline', 'encode_text', 'sdxl_time_ids', 'encode_latents', 'noise_scheduler',
+           'ModelSourceError', 'load_pipeline']
 
 # %% ../nbs/00a_models.ipynb #ff1c40af
 def sdxl_unet_config() -> dict:
@@ -100,17 +100,13 @@ def tiny_unet(seed: int = 0, # seed of the random weights
 
 # %% ../nbs/00a_models.ipynb #567f7a0b
 TARGET_LAYERS = ("attn1.to_q", "attn1.to_k", "attn1.to_v", "attn2.to_q") # the layers of a transformer block LLLite wraps
+TARGET_RE = re.compile(r"(down_blocks\.\d+\.attentions\.\d+|mid_block\.attentions\.0)\.transformer_blocks\.\d+\."
+                       f"({'|'.join(map(re.escape, TARGET_LAYERS))})") # `TARGET_LAYERS` of the encoder's and middle's blocks
 
 def attention_layout(unet: UNet2DConditionModel) -> list:
-    "Sorted `TARGET_LAYERS` paths of `unet`'s down and mid blocks, transformer-block index replaced by `*`."
-    paths = set()
-    for name, mod in unet.named_modules():
-        if isinstance(mod, torch.nn.Linear) and name.split('.')[0] in ('down_blocks', 'mid_block') \
-           and any(name.endswith(s) for s in TARGET_LAYERS):
-            p = name.split('.')
-            p[p.index('transformer_blocks') + 1] = '*'
-            paths.add('.'.join(p))
-    return sorted(paths)
+    "Sorted paths of `unet`'s `nn.Linear` layers that `TARGET_RE` matches, transformer-block index replaced by `*`."
+    return sorted({f"{m[1]}.transformer_blocks.*.{m[2]}" for name, mod in unet.named_modules()
+                   if isinstance(mod, torch.nn.Linear) and (m := TARGET_RE.fullmatch(name))})
 
 # %% ../nbs/00a_models.ipynb #d0b040f9
 TOKENIZER_DIR = Path(str(importlib.resources.files("lllite_nb") / "assets" / "tiny_clip")) # shipped tokenizer files

@@ -10,8 +10,8 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['LOCK_NAME', 'EXPECTED_ERRORS', 'NoSpaceError', 'atomic_write', 'replace_folder', 'clean_leftovers', 'check_writable',
-           'FolderLockedError', 'folder_lock', 'StateFileError', 'save_tree', 'load_tree', 'opt', 'config_parser',
-           'parse_config', 'error_line', 'run_command']
+           'FolderLockedError', 'folder_lock', 'is_torch_save', 'StateFileError', 'save_tree', 'load_tree', 'opt',
+           'config_parser', 'parse_config', 'error_line', 'run_command']
 
 # %% ../nbs/00c_tools.ipynb #41a8fb94
 class NoSpaceError(OSError):
@@ -135,6 +135,12 @@ def folder_lock(folder: str | os.PathLike, # the folder one run writes into
     try: yield path
     finally: path.unlink(missing_ok=True)
 
+# %% ../nbs/00c_tools.ipynb #78e732d8
+def is_torch_save(path: str | os.PathLike) -> bool: # any file
+    "Whether `path` starts as a torch.save file does: a zip archive or a pickle of protocol 2-5 (reads 4 bytes)."
+    with open(path, "rb") as f: head = f.read(4)
+    return head == b"PK\x03\x04" or (head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"))
+
 # %% ../nbs/00c_tools.ipynb #30162654
 class StateFileError(ValueError):
     "A state file that is not a safetensors tree written by `save_tree`."
@@ -184,8 +190,7 @@ def load_tree(path: str | os.PathLike): # a file written by `save_tree`
         if tree is None: raise ValueError("a safetensors file without the 'lllite_nb.tree' header entry")
         return _from_json(json.loads(tree), tensors)
     except Exception as e:
-        head = path.read_bytes()[:2]
-        kind = "a pickle (torch.save) file, which is never loaded here" if head[:1] == b"\x80" or head == b"PK" else str(e)
+        kind = "a pickle (torch.save) file, which is never loaded here" if is_torch_save(path) else str(e)
         raise StateFileError(f"{path} is not a state file written by save_tree (safetensors): {kind}") from None
 
 # %% ../nbs/00c_tools.ipynb #05bcdfc5

@@ -11,8 +11,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 from fastcore.basics import patch
-from .inject import ODD_C_WARNING, ControlNetLLLite, LLLiteStateDictError
-from .tools import atomic_write
+from .inject import ControlNetLLLite, LLLiteStateDictError, odd_c_warning
+from .tools import atomic_write, is_torch_save
 
 # %% auto #0
 __all__ = ['LLLITE_ARCH', 'lllite_metadata', 'NonFiniteError', 'nonfinite_keys', 'save_weights', 'LLLiteFileError',
@@ -55,12 +55,12 @@ def save_weights(net: ControlNetLLLite, # the network to save
         big = max(float(v.float().abs().nan_to_num(0, 0, 0).max()) for v in net.state_dict().values())
         raise NonFiniteError(f"not writing {path}: {len(bad)} of {len(sd)} tensors hold NaN or infinite values in {str(dtype or 'their dtype')} "
                              f"(first: {bad[0]}; largest finite |w| {big:.3g}); the weights have diverged")
-    if (c := net.cond_emb_dim) % 2: warnings.warn(f"{path}: " + ODD_C_WARNING.format(c=c, h=c // 2, c1=c - 1))
+    if net.cond_emb_dim % 2: warnings.warn(f"{path}: " + odd_c_warning(net.cond_emb_dim))
     if path.suffix != ".safetensors": warnings.warn(f"{path}: written as safetensors; kohya's tools and ComfyUI read a file "
                                                    "as safetensors only when its name ends in .safetensors")
-    meta = lllite_metadata(net, title=path.stem)
-    meta.update({k: v if isinstance(v, str) else str(v) for k, v in (metadata or {}).items()})
-    meta.update({k: v for k, v in lllite_metadata(net).items() if k.startswith("lllite.")})
+    own = lllite_metadata(net, title=path.stem)
+    meta = {**own, **{k: v if isinstance(v, str) else str(v) for k, v in (metadata or {}).items()},
+            **{k: v for k, v in own.items() if k.startswith("lllite.")}} # lllite.* always describe the tensors written
     return atomic_write(path, lambda tmp: save_file(sd, str(tmp), metadata=meta))
 
 # %% ../nbs/02_weights.ipynb #caea361f
@@ -90,13 +90,12 @@ def read_weights(path: str | os.PathLike, # a safetensors file, or a kohya torch
     "The tensors and metadata of a weights file; FileNotFoundError / LLLiteFileError naming it otherwise."
     path = Path(path)
     if not path.is_file(): raise FileNotFoundError(f"LLLite weights file {path} does not exist (or is not a file)")
-    with open(path, "rb") as f: head = f.read(8)
     try:
         with safe_open(path, "pt") as f: sd, meta = {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
     except Exception as e:
-        if head[:4] == b"PK\x03\x04" or (head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")): # torch.save: zip or pickle
-            sd, meta = _torch_tensors(path), {}
+        if is_torch_save(path): sd, meta = _torch_tensors(path), {} # kohya's .pt: tensors only
         else:
+            with open(path, "rb") as f: head = f.read(8)
             what = "truncated?" if path.suffix == ".safetensors" or len(head) < 8 else f"nor a torch.save file; it starts with {head!r}"
             raise LLLiteFileError(f"{path} is not a readable safetensors file ({what}): {' '.join(str(e).split())}") from None
     if finite and (bad := nonfinite_keys(sd)):

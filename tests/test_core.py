@@ -153,6 +153,41 @@ def test_embedding_computed_once_with_grad():
     for _ in range(3): mod(torch.randn(2, 4, 16))
     assert len(calls) == 1
 
+def test_cfg_tiling_made_once_per_guide_and_batch():
+    "Generating: the CFG-tiled embedding is made on the first call and reused, with the bits of the uncached maths."
+    torch.manual_seed(0)
+    org = nn.Linear(40, 40)
+    mod = randomize_(LLLiteModule(org, 2, cond_emb_dim=8, network_dim=16, multiplier=0.7))
+    img, x = torch.rand(2, 3, 64, 96) * 2 - 1, torch.randn(4, 24, 40)
+    with torch.no_grad():
+        mod.set_cond_image(img)
+        t = mod._tokens_for(x)
+        assert mod._tokens_for(x) is t and torch.equal(t, torch.cat([mod.cond_emb, mod.cond_emb]))
+        want = reference(x, img, mod.state_dict(), 2, org, 0.7)
+        assert torch.equal(mod(x), want) and torch.equal(mod(x), want)
+        mod.set_cond_image(img)  # a new embedding drops the tiling
+        assert mod._tokens_for(x) is not t and torch.equal(mod._tokens_for(x), t)
+        mod.cond_emb = mod.cond_emb.flip(0)  # so does one set by hand
+        assert torch.equal(mod._tokens_for(x), torch.cat([mod.cond_emb, mod.cond_emb]))
+        mod.set_cond_image(None)
+    assert mod._tiled is None and mod.residual(x) is None
+
+@pytest.mark.parametrize("reentrant", [True, False])
+def test_cfg_tiling_with_grad_and_checkpointing(reentrant):
+    "Training: with the embedding under autograd, a checkpointed CFG-batch call (reentrant: its forward without grad) gives the plain call's gradients."
+    from torch.utils.checkpoint import checkpoint
+    org = nn.Linear(40, 40).requires_grad_(False)
+    mod = randomize_(LLLiteModule(org, 2, cond_emb_dim=8, network_dim=16))
+    img, x = torch.rand(2, 3, 64, 96) * 2 - 1, torch.randn(4, 24, 40, requires_grad=True)
+    grads = []
+    for ckpt in (False, True):
+        mod.zero_grad(); mod.set_cond_image(img)
+        y = checkpoint(mod, x, use_reentrant=reentrant) if ckpt else mod(x)
+        y.square().sum().backward()
+        grads.append({n: p.grad.clone() for n, p in mod.named_parameters()})
+    assert all(grads[0][n].abs().sum() > 0 for n in grads[0])
+    assert all(torch.equal(grads[0][n], grads[1][n]) for n in grads[0])
+
 
 # --- bad input -------------------------------------------------------------------------------------------------
 
@@ -226,6 +261,22 @@ def test_injected_equals_module_call():
         run_unet(unet, unet_inputs())
         assert torch.equal(mod.org_module[0].forward(seen["x"]), seen["out"])
     net.restore()
+
+def test_network_guide_cast_and_padded_once_per_stride():
+    "The network casts the guide once and pads it once per stride; every embedding has the module-alone path's bits."
+    net = randomize_(ControlNetLLLite(tiny_unet(), cond_emb_dim=8, network_dim=16), scale=0.1)
+    seen = []
+    for m in net.lllite_modules.values():
+        m.conditioning1.register_forward_pre_hook(lambda mod, args, d=m.depth: seen.append((d, args[0].data_ptr(), args[0].dtype)))
+    g = torch.rand(2, 3, 72, 40, dtype=torch.float64) * 2 - 1
+    with torch.no_grad(): net.set_cond_image(g)
+    assert len(seen) == 40 and {d for d, _, _ in seen} == {2, 3} and {t for _, _, t in seen} == {torch.float32}
+    assert len({(d, p) for d, p, _ in seen}) == 2  # one padded tensor per stride
+    embs = {n: m.cond_emb for n, m in net.lllite_modules.items()}
+    with torch.no_grad():
+        for n, m in net.lllite_modules.items():
+            m.set_cond_image(g)
+            assert torch.equal(m.cond_emb, embs[n]) and m.cond_size == (72, 40), n
 
 def test_grid_matches_unet_at_odd_sizes():
     "248 px crashes kohya (15x15 vs 16x16 at depth 2); we pad and it runs."
