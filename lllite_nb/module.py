@@ -75,7 +75,6 @@ class LLLiteModule(nn.Module):
         self.up = nn.Sequential(nn.Linear(m, d))
         nn.init.zeros_(self.up[0].weight); nn.init.zeros_(self.up[0].bias) # exact identity at init
         self.cond_emb = self.cond_grid = self.cond_size = None # cached (B, h*w, c) tokens, (h, w), image (H, W)
-        self._tiled = None # (cond_emb, k, cond_emb tiled k times): the CFG batch's embedding, see `_tokens_for`
         self.lllite_name = self.target_name = None # set by ControlNetLLLite: kohya name, diffusers path
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -90,7 +89,7 @@ class LLLiteModule(nn.Module):
 @patch
 def set_cond_image(self: LLLiteModule, img: torch.Tensor | None): # (B,3,H,W) in [-1,1], H, W multiples of 8; None: control off
     "Compute and cache the conditioning embedding of `img` (with autograd if grad is enabled)."
-    if img is None: self.cond_emb = self.cond_grid = self.cond_size = self._tiled = None; return
+    if img is None: self.cond_emb = self.cond_grid = self.cond_size = None; return
     check_cond_image(img, f"{self._name()}: conditioning image")
     self._embed(img)
 
@@ -101,7 +100,7 @@ def _embed(self: LLLiteModule, img, # the validated guide
     x = pad_to_stride(img, DEPTH_STRIDES[self.depth]) if padded is None else padded
     e = self.conditioning1(x.to(device=w.device, dtype=w.dtype)) # no copy when the network cast the guide already
     b, c, h, wd = e.shape
-    self.cond_emb, self._tiled = e.view(b, c, h * wd).permute(0, 2, 1), None # row-major (h, w) tokens, as diffusers flattens
+    self.cond_emb = e.view(b, c, h * wd).permute(0, 2, 1) # row-major (h, w) tokens, as diffusers flattens
     self.cond_grid, self.cond_size = (h, wd), tuple(img.shape[-2:])
 
 # %% ../nbs/00_module.ipynb #1db7356e
@@ -116,12 +115,7 @@ def _tokens_for(self: LLLiteModule, x):
                          "is the conditioning image at the generated image's pixel size?")
     if x.shape[0] % b:
         raise ValueError(f"{self._name()}: batch of {x.shape[0]} is not a multiple of the conditioning batch of {b}")
-    if x.shape[0] == b: return self.cond_emb
-    k = x.shape[0] // b
-    if self.cond_emb.requires_grad: return self.cond_emb.repeat(k, 1, 1) # CFG, whole-batch; training: a new node per call
-    if self._tiled is None or self._tiled[0] is not self.cond_emb or self._tiled[1] != k:
-        self._tiled = (self.cond_emb, k, self.cond_emb.repeat(k, 1, 1)) # once per embedding and batch multiple
-    return self._tiled[2]
+    return self.cond_emb if x.shape[0] == b else self.cond_emb.repeat(x.shape[0] // b, 1, 1) # CFG: whole-batch
 
 # %% ../nbs/00_module.ipynb #9086e373
 @patch

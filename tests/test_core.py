@@ -153,28 +153,9 @@ def test_embedding_computed_once_with_grad():
     for _ in range(3): mod(torch.randn(2, 4, 16))
     assert len(calls) == 1
 
-def test_cfg_tiling_made_once_per_guide_and_batch():
-    "Generating: the CFG-tiled embedding is made on the first call and reused, with the bits of the uncached maths."
-    torch.manual_seed(0)
-    org = nn.Linear(40, 40)
-    mod = randomize_(LLLiteModule(org, 2, cond_emb_dim=8, network_dim=16, multiplier=0.7))
-    img, x = torch.rand(2, 3, 64, 96) * 2 - 1, torch.randn(4, 24, 40)
-    with torch.no_grad():
-        mod.set_cond_image(img)
-        t = mod._tokens_for(x)
-        assert mod._tokens_for(x) is t and torch.equal(t, torch.cat([mod.cond_emb, mod.cond_emb]))
-        want = reference(x, img, mod.state_dict(), 2, org, 0.7)
-        assert torch.equal(mod(x), want) and torch.equal(mod(x), want)
-        mod.set_cond_image(img)  # a new embedding drops the tiling
-        assert mod._tokens_for(x) is not t and torch.equal(mod._tokens_for(x), t)
-        mod.cond_emb = mod.cond_emb.flip(0)  # so does one set by hand
-        assert torch.equal(mod._tokens_for(x), torch.cat([mod.cond_emb, mod.cond_emb]))
-        mod.set_cond_image(None)
-    assert mod._tiled is None and mod.residual(x) is None
-
 @pytest.mark.parametrize("reentrant", [True, False])
 def test_cfg_tiling_with_grad_and_checkpointing(reentrant):
-    "Training: with the embedding under autograd, a checkpointed CFG-batch call (reentrant: its forward without grad) gives the plain call's gradients."
+    "With the embedding under autograd, a checkpointed CFG-batch call (reentrant: its forward without grad) gives the plain call's gradients."
     from torch.utils.checkpoint import checkpoint
     org = nn.Linear(40, 40).requires_grad_(False)
     mod = randomize_(LLLiteModule(org, 2, cond_emb_dim=8, network_dim=16))
